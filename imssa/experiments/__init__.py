@@ -1,0 +1,1 @@
+"""Training, evaluation and sweeps, with results as JSON and xarray Datasets."""

@@ -1,0 +1,169 @@
+"""The S4D sequence classifier of the seed paper (its Table I) and its presets.
+
+encoder Linear(d_input -> H) -> n_layers x [S4D -> GELU -> 1x1 conv H -> 2H + GLU -> + residual]
+-> mean over time -> decoder Linear(H -> n_classes). No normalization layers, so one layer with
+N = 64 has exactly 2H^2 + 208H + 10 parameters for 10 classes and a scalar input.
+
+The model runs in convolutional mode (``forward``, for training), recurrent mode over a whole
+sequence (``forward_recurrent``), or streaming, one sample at a time (``init_state`` + ``step``),
+as an edge device does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from imssa.errors import ImssaError
+from imssa.ssm.s4d import DiscreteSSM, S4DLayer, StateFn
+
+
+@dataclass(frozen=True, kw_only=True)
+class S4DConfig:
+    """Architecture of an S4D classifier."""
+
+    d_input: int = 1
+    d_model: int = 64
+    d_state: int = 64
+    n_layers: int = 1
+    n_classes: int = 10
+    dropout: float = 0.0
+    dt_min: float = 1e-3
+    dt_max: float = 1e-1
+
+    def __post_init__(self) -> None:
+        for name in ("d_input", "d_model", "n_layers", "n_classes"):
+            if getattr(self, name) < 1:
+                raise ImssaError(f"S4DConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.d_state < 2 or self.d_state % 2:
+            raise ImssaError(f"S4DConfig.d_state must be an even number >= 2, got {self.d_state}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ImssaError(f"S4DConfig.dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 < self.dt_min <= self.dt_max:
+            raise ImssaError("S4DConfig needs 0 < dt_min <= dt_max, "
+                             f"got dt_min={self.dt_min}, dt_max={self.dt_max}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, S4DConfig] = {
+    f"s4d-{h}": S4DConfig(d_model=h) for h in (16, 64, 256, 512)
+}
+
+
+def preset(name: str, **overrides) -> S4DConfig:
+    """The named preset, with fields replaced by ``overrides`` (e.g. d_input for another task)."""
+    if name not in PRESETS:
+        raise ImssaError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return dataclasses.replace(PRESETS[name], **overrides)
+
+
+class S4DBlock(nn.Module):
+    """S4D -> GELU -> dropout -> 1x1 conv (H -> 2H) + GLU, with a residual around it."""
+
+    def __init__(self, cfg: S4DConfig):
+        super().__init__()
+        self.ssm = S4DLayer(cfg.d_model, cfg.d_state, cfg.dt_min, cfg.dt_max)
+        self.dropout = nn.Dropout(cfg.dropout)
+        # A 1x1 convolution over time is a Linear on (B, L, H): the layout the model keeps.
+        self.mix = nn.Linear(cfg.d_model, 2 * cfg.d_model)
+
+    def pointwise(self, u: Tensor, y: Tensor) -> Tensor:
+        """Everything after the SSM, applied per time step. u, y: (..., H) -> (..., H)."""
+        z = self.dropout(F.gelu(y))
+        return u + F.glu(self.mix(z), dim=-1)
+
+    def forward(self, u: Tensor) -> Tensor:
+        return self.pointwise(u, self.ssm(u))
+
+
+class S4DModel(nn.Module):
+    """S4D sequence classifier. Inputs (B, L, d_input), outputs logits (B, n_classes)."""
+
+    def __init__(self, cfg: S4DConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = nn.Linear(cfg.d_input, cfg.d_model)
+        self.blocks = nn.ModuleList(S4DBlock(cfg) for _ in range(cfg.n_layers))
+        self.decoder = nn.Linear(cfg.d_model, cfg.n_classes)
+
+    def check_input(self, u: Tensor) -> None:
+        """Raise a clear error for inputs the model cannot take (shape, dtype, NaN)."""
+        if u.ndim != 3 or u.shape[-1] != self.cfg.d_input:
+            raise ImssaError(f"input must have shape (batch, length, {self.cfg.d_input}), "
+                             f"got {tuple(u.shape)}; a single sequence needs a batch axis "
+                             "(u.unsqueeze(0)) and a 1-D signal a feature axis (u.unsqueeze(-1))")
+        if not torch.is_floating_point(u):
+            raise ImssaError(f"input must be a floating-point tensor, got {u.dtype}")
+        if not torch.isfinite(u).all():
+            raise ImssaError("input contains NaN or infinite values; clean or impute them first")
+
+    def _check(self, u: Tensor) -> None:
+        if self.training:
+            if u.ndim != 3 or u.shape[-1] != self.cfg.d_input:
+                self.check_input(u)
+        else:
+            self.check_input(u)
+
+    def forward(self, u: Tensor) -> Tensor:
+        """Convolutional mode. u: (B, L, d_input) -> logits (B, n_classes).
+
+        In eval mode the input is checked in full; in training only its shape, since a NaN check
+        synchronizes the GPU every step and datasets are checked once when loaded.
+        """
+        self._check(u)
+        x = self.encoder(u)  # (B L H)
+        for block in self.blocks:
+            x = block(x)
+        return self.decoder(x.mean(dim=1))
+
+    def discrete(self) -> list[DiscreteSSM]:
+        """The discretized SSM of every layer, as plain tensors."""
+        return [block.ssm.discrete() for block in self.blocks]
+
+    def forward_recurrent(self, u: Tensor, state_fn: StateFn | None = None) -> Tensor:
+        """Recurrent mode: each layer's SSM runs step by step, the pointwise parts over all steps.
+
+        Equal to stepping the whole model sample by sample (``step``), only faster, because
+        layer l's outputs over time depend on layer l-1's outputs alone.
+        """
+        self._check(u)
+        x = self.encoder(u)
+        for block, ssm in zip(self.blocks, self.discrete()):
+            y, _ = ssm.scan(x, state_fn=state_fn)
+            x = block.pointwise(x, y)
+        return self.decoder(x.mean(dim=1))
+
+    # --- streaming -------------------------------------------------------------------------
+    def init_state(self, batch: int) -> dict:
+        """Streaming state: one complex SSM state per layer, the running feature sum, steps seen.
+
+        The discretized SSM is computed once here and reused by every ``step``.
+        """
+        ssms = self.discrete()
+        return {"ssm": ssms, "x": [s.init_state(batch) for s in ssms],
+                "sum": torch.zeros(batch, self.cfg.d_model, device=ssms[0].D.device),
+                "steps": 0}
+
+    def step(self, u: Tensor, state: dict, state_fn: StateFn | None = None) -> tuple[Tensor, dict]:
+        """Feed one sample u (B, d_input); returns logits of the sequence so far and the new state."""
+        x = self.encoder(u)  # (B H)
+        new_x = []
+        for block, ssm, s in zip(self.blocks, state["ssm"], state["x"]):
+            y, s = ssm.step(s, x, state_fn)
+            x = block.pointwise(x, y)
+            new_x.append(s)
+        total = state["sum"] + x
+        steps = state["steps"] + 1
+        new_state = {"ssm": state["ssm"], "x": new_x, "sum": total, "steps": steps}
+        return self.decoder(total / steps), new_state
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters, counting a complex number as two."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,153 @@
+"""The recurrent scan of a diagonal SSM with the state fake-quantized at every step.
+
+x[k] = Q(A_bar x[k-1] + B_bar u[k]),  y[k] = 2 Re(sum_n C x[k]) + D u[k]
+
+Q rounds real and imaginary parts to one integer grid per (channel, mode) and clips them to
+[qmin, qmax] (the state bound); gradients pass straight through inside the range (STE).
+``ssm_scan`` is the single entry point quantization-aware training and quantized inference use.
+
+Two implementations compute the same function: ``ssm_scan_reference``, a per-step PyTorch loop
+(autograd through every step; the specification, and the CPU path), and fused Triton kernels with
+their own backward (:mod:`imssa.ssm.scan_triton`), one launch per sequence batch instead of about
+ten per step. ``ssm_scan`` picks one; the environment variable ``IMSSA_SCAN`` overrides the choice:
+
+- unset or ``auto``: Triton for float32/complex64 tensors on CUDA when triton imports, else the
+  reference;
+- ``triton``: Triton wherever the dtypes allow, also on CPU (set ``TRITON_INTERPRET=1`` before
+  triton is first imported to run the kernels in Triton's interpreter, for tests); complex128
+  still takes the reference;
+- ``reference``: always the reference.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from imssa.errors import ImssaError
+
+SCAN_BACKENDS = ("auto", "triton", "reference")
+
+
+@dataclass(frozen=True)
+class StateQuant:
+    """Fake quantization of the complex state; real and imaginary parts share scale and zero.
+
+    Attributes:
+        scale: broadcastable to (H, N/2), > 0. A constant: no gradient flows to it.
+        zero_point: same shape as scale, integer-valued. A constant too.
+        qmin, qmax: integer range; values outside are clipped (the state bound).
+    """
+
+    scale: Tensor
+    zero_point: Tensor
+    qmin: int
+    qmax: int
+
+    def __post_init__(self) -> None:
+        if int(self.qmin) != self.qmin or int(self.qmax) != self.qmax or self.qmin >= self.qmax:
+            raise ImssaError(f"StateQuant needs integers qmin < qmax, got qmin={self.qmin}, "
+                             f"qmax={self.qmax}")
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Fake-quantize a complex state with a straight-through gradient inside the range."""
+        return torch.complex(self._real(x.real), self._real(x.imag))
+
+    def bounds(self) -> tuple[Tensor, Tensor]:
+        """The clip range [lo, hi] of the dequantized values, broadcastable to (H, N/2)."""
+        s, zp = self.scale.detach(), self.zero_point.detach()
+        return (self.qmin - zp) * s, (self.qmax - zp) * s
+
+    def _real(self, v: Tensor) -> Tensor:
+        s, zp = self.scale.detach(), self.zero_point.detach()
+        q = torch.clamp(torch.round(v / s) + zp, self.qmin, self.qmax)
+        vq = (q - zp) * s  # exactly on the grid
+        lo, hi = self.bounds()
+        # STE: the value is vq exactly (v_clipped - v_clipped.detach() is exactly 0); the
+        # gradient is that of clamp: 1 on the closed range [lo, hi], 0 where clipped.
+        v_clipped = torch.clamp(v, lo, hi)
+        return vq + (v_clipped - v_clipped.detach())
+
+
+def ssm_scan_reference(A_bar: Tensor, B_bar: Tensor, C: Tensor, D: Tensor, u: Tensor,
+                       state_quant: StateQuant | None = None) -> Tensor:
+    """Plain per-step PyTorch loop (autograd through every step). u: (B, L, H) -> y: (B, L, H)."""
+    x = torch.zeros((u.shape[0], *A_bar.shape), dtype=A_bar.dtype, device=u.device)  # (B H N/2)
+    ys = []
+    for k in range(u.shape[1]):
+        x = A_bar * x + B_bar * u[:, k, :, None]
+        if state_quant is not None:
+            x = state_quant(x)
+        ys.append(2 * torch.einsum("hn,bhn->bh", C, x).real)
+    return torch.stack(ys, dim=1) + D * u
+
+
+def scan_backend(A_bar: Tensor, B_bar: Tensor, C: Tensor, u: Tensor) -> str:
+    """``"triton"`` or ``"reference"``: what ``ssm_scan`` runs for these inputs (see module doc)."""
+    choice = os.environ.get("IMSSA_SCAN", "auto").strip().lower() or "auto"
+    if choice not in SCAN_BACKENDS:
+        raise ImssaError(f"environment variable IMSSA_SCAN={choice!r}; allowed: "
+                         f"{', '.join(SCAN_BACKENDS)}")
+    if choice == "reference":
+        return "reference"
+    if any(t.dtype != torch.complex64 for t in (A_bar, B_bar, C)) or u.dtype != torch.float32:
+        return "reference"
+    if choice == "auto" and not u.is_cuda:
+        return "reference"
+    if not _triton_available():
+        if choice == "triton":
+            raise ImssaError("IMSSA_SCAN=triton but triton cannot be imported; install triton "
+                             "or unset IMSSA_SCAN")
+        return "reference"
+    return "triton"
+
+
+def _triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _check_shapes(A_bar: Tensor, B_bar: Tensor, C: Tensor, D: Tensor, u: Tensor) -> None:
+    if A_bar.ndim != 2:
+        raise ImssaError(f"A_bar must have shape (H, N/2), got {tuple(A_bar.shape)}")
+    H = A_bar.shape[0]
+    for name, t in (("B_bar", B_bar), ("C", C)):
+        if t.shape != A_bar.shape:
+            raise ImssaError(f"{name} must have the shape of A_bar {tuple(A_bar.shape)}, "
+                             f"got {tuple(t.shape)}")
+    if D.shape != (H,):
+        raise ImssaError(f"D must have shape (H,) = ({H},), got {tuple(D.shape)}")
+    if u.ndim != 3 or u.shape[-1] != H:
+        raise ImssaError(f"u must have shape (B, L, H) with H = {H}, got {tuple(u.shape)}")
+
+
+def ssm_scan(A_bar: Tensor, B_bar: Tensor, C: Tensor, D: Tensor, u: Tensor,
+             state_quant: StateQuant | None = None) -> Tensor:
+    """Recurrent SSM output y (B, L, H) for input u (B, L, H), the state quantized every step.
+
+    Gradients flow to A_bar, B_bar, C, D and u (for complex tensors, dL/dRe + i dL/dIm, as
+    PyTorch's autograd gives), not to the quantizer's scale and zero point.
+
+    Args:
+        A_bar, B_bar, C: (H, N/2) complex. D: (H,) real.
+        u: (B, L, H) real.
+        state_quant: fake quantization of the state after every step; None keeps it exact.
+    """
+    _check_shapes(A_bar, B_bar, C, D, u)
+    if scan_backend(A_bar, B_bar, C, u) == "reference":
+        return ssm_scan_reference(A_bar, B_bar, C, D, u, state_quant)
+    from imssa.ssm.scan_triton import ssm_scan_triton
+
+    if state_quant is None:
+        return ssm_scan_triton(A_bar, B_bar, C, D, u)
+    shape = A_bar.shape
+    return ssm_scan_triton(A_bar, B_bar, C, D, u,
+                           torch.broadcast_to(state_quant.scale, shape),
+                           torch.broadcast_to(state_quant.zero_point, shape),
+                           state_quant.qmin, state_quant.qmax)
