@@ -10,7 +10,6 @@ update on a batch of sMNIST-shaped inputs (random, since throughput does not dep
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shlex
 import sys

@@ -9,7 +9,6 @@ checkpoint is written atomically every epoch; ``resume=True`` continues from it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Callable

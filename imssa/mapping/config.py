@@ -1,0 +1,109 @@
+"""Configuration of the weight -> conductance mapping: conductance window, tile size, encoding.
+
+Conductances are in µS. A signed weight w becomes a pair of non-negative conductances,
+g = g_min + |w| / w_max * (g_max - g_min) on the device of w's sign and g_min on the other,
+so that G+ - G- = w * scale with scale = (g_max - g_min) / w_max (µS per weight unit). The
+scale is kept with the mapped tensor so the digital periphery can divide it out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Literal
+
+from imssa.errors import ImssaError
+
+
+class Encoding(str, Enum):
+    """How a signed (complex or real) weight is laid out on non-negative conductances.
+
+    POLARITY_BLOCK: the inputs are driven in both polarities (x, -x); the signed matrix M is
+        split M = M+ - M- and stored as [[M+, M-], [M-, M+]], which maps (x, -x) to (Mx, -Mx).
+        A complex diagonal entry becomes a 4x4 block; the SSM state is carried in both
+        polarities and fed back with no sign conversion. Each weight uses four devices.
+    DIFFERENTIAL: the inputs are driven once; each output has a pair of columns (G+, G-) whose
+        currents are subtracted. A complex diagonal entry becomes a 2x4 block (rows x_r, x_i;
+        columns y_r+, y_r-, y_i+, y_i-). Each weight uses two devices.
+    """
+
+    POLARITY_BLOCK = "polarity_block"
+    DIFFERENTIAL = "differential"
+
+
+Granularity = Literal["tensor", "column"]
+
+#: The largest elementary block (rows, cols) an encoding places; a tile must hold one.
+BLOCK_SHAPE: dict[Encoding, tuple[int, int]] = {
+    Encoding.POLARITY_BLOCK: (4, 4),
+    Encoding.DIFFERENTIAL: (2, 4),
+}
+
+
+def parse_encoding(encoding: Encoding | str) -> Encoding:
+    """An :class:`Encoding` from itself or its name; ImssaError naming the choices otherwise."""
+    if isinstance(encoding, Encoding):
+        return encoding
+    try:
+        return Encoding(encoding)
+    except ValueError:
+        choices = ", ".join(repr(e.value) for e in Encoding)
+        raise ImssaError(f"unknown encoding {encoding!r}; choose one of {choices}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MappingConfig:
+    """How weights become crossbar conductances.
+
+    Attributes:
+        g_min: conductance of a zero weight and of the idle device of a pair (µS), >= 0.
+        g_max: conductance of the largest weight magnitude w_max (µS), > g_min.
+        tile_rows: crossbar rows (word lines, driven by the inputs) per tile.
+        tile_cols: crossbar columns (bit lines, read as outputs) per tile.
+        encoding: SSM encoding, "polarity_block" or "differential" (dense layers are always
+            differential pairs of columns).
+        granularity: w_max per "tensor" or per "column" (one per logical output, shared by
+            the two devices of a pair and by both polarities).
+    """
+
+    g_min: float = 0.0
+    g_max: float = 25.0
+    tile_rows: int = 256
+    tile_cols: int = 256
+    encoding: Encoding = Encoding.POLARITY_BLOCK
+    granularity: Granularity = "tensor"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "encoding", parse_encoding(self.encoding))
+        if not (math.isfinite(self.g_min) and self.g_min >= 0.0):
+            raise ImssaError(f"MappingConfig.g_min must be a finite conductance >= 0 µS, "
+                             f"got {self.g_min}")
+        if not (math.isfinite(self.g_max) and self.g_max > self.g_min):
+            raise ImssaError(f"MappingConfig.g_max must be finite and > g_min = {self.g_min} µS, "
+                             f"got {self.g_max}")
+        rows, cols = BLOCK_SHAPE[self.encoding]
+        for name, need in (("tile_rows", rows), ("tile_cols", cols)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < need:
+                raise ImssaError(
+                    f"MappingConfig.{name} must be an integer >= {need}, since a tile has to hold "
+                    f"one {rows}x{cols} block of the {self.encoding.value!r} encoding; "
+                    f"got {value!r}")
+        if self.granularity not in ("tensor", "column"):
+            raise ImssaError("MappingConfig.granularity must be 'tensor' or 'column', "
+                             f"got {self.granularity!r}")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["encoding"] = self.encoding.value
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MappingConfig:
+        return cls(**d)
