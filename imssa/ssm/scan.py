@@ -97,6 +97,8 @@ def scan_backend(A_bar: Tensor, B_bar: Tensor, C: Tensor, u: Tensor) -> str:
         return "reference"
     if choice == "auto" and not u.is_cuda:
         return "reference"
+    if u.shape[0] * u.shape[1] == 0:  # nothing to scan: the reference returns the empty result
+        return "reference"
     if not _triton_available():
         if choice == "triton":
             raise ImssaError("IMSSA_SCAN=triton but triton cannot be imported; install triton "

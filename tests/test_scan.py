@@ -1,0 +1,290 @@
+"""Tests of imssa.ssm.scan: the reference scan, the state quantizer's STE, the Triton kernels.
+
+The Triton kernels are checked against the reference on CPU in Triton's interpreter. The
+interpreter must be switched on (TRITON_INTERPRET=1) before triton is first imported, so those
+cases run once in a child process (this file run as a script) and the tests read its report.
+On a CUDA machine the same cases also run compiled (tests marked ``gpu``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from imssa.errors import ImssaError
+from imssa.ssm.s4d import S4DLayer
+from imssa.ssm.scan import StateQuant, scan_backend, ssm_scan, ssm_scan_reference
+
+try:
+    import triton  # noqa: F401
+
+    HAS_TRITON = True
+except ImportError:
+    HAS_TRITON = False
+
+PARAMS = ("A_bar", "B_bar", "C", "D", "u")
+
+
+# --- cases shared by the interpreter and the GPU runs ------------------------------------------
+def _dyadic(shape, denom: int, lo: int, hi: int, g: torch.Generator) -> torch.Tensor:
+    """Random multiples of 1/denom in [lo/denom, hi/denom]: products and sums stay exact."""
+    return torch.randint(lo, hi + 1, shape, generator=g).float() / denom
+
+
+def make_case(name: str, device: str = "cpu"):
+    """(A_bar, B_bar, C, D, u, state_quant, exact) for a named case.
+
+    ``exact`` cases use dyadic inputs and power-of-two scales, so every product and sum of the
+    recurrence and of the output is exact in float32 whatever the order of operations: the
+    quantized states, hence the outputs, must agree bit for bit, ties of round-half-to-even
+    (frequent here) included.
+    """
+    g = torch.Generator().manual_seed(sum(map(ord, name)))
+    B, L, H, N2 = (3, 17, 4, 8) if name != "odd_shapes" else (2, 5, 3, 5)
+    C = torch.randn(H, N2, dtype=torch.cfloat, generator=g)
+    D = torch.randn(H, generator=g)
+    sq, exact = None, False
+    if name in ("float", "odd_shapes", "quant_random"):
+        A = torch.polar(0.5 + 0.49 * torch.rand(H, N2, generator=g),
+                        3 * torch.rand(H, N2, generator=g))
+        Bb = torch.randn(H, N2, dtype=torch.cfloat, generator=g)
+        u = torch.randn(B, L, H, generator=g)
+        if name == "quant_random":  # a non-power-of-two scale: rounding in z / scale
+            sq = StateQuant(torch.full((H, 1), 0.0371), torch.zeros(H, 1), -64, 63)
+    else:
+        A = torch.complex(_dyadic((H, N2), 8, -6, 6, g), _dyadic((H, N2), 8, -5, 5, g))
+        Bb = torch.complex(_dyadic((H, N2), 4, -4, 4, g), _dyadic((H, N2), 4, -4, 4, g))
+        u = _dyadic((B, L, H), 4, -8, 8, g)
+        C = torch.complex(_dyadic((H, N2), 8, -8, 8, g), _dyadic((H, N2), 8, -8, 8, g))
+        D = _dyadic((H,), 8, -8, 8, g)
+        exact = True
+        if name == "quant_hn_sym":  # per-(h, n) scale, symmetric
+            scale = 2.0 ** -torch.randint(3, 6, (H, N2), generator=g).float()
+            sq = StateQuant(scale, torch.zeros(H, N2), -24, 24)
+        elif name == "quant_h_asym":  # per-h scale, asymmetric zero point, unsigned range
+            scale = 2.0 ** -torch.randint(3, 5, (H, 1), generator=g).float()
+            sq = StateQuant(scale, torch.randint(20, 40, (H, 1), generator=g).float(), 0, 63)
+        elif name == "quant_scalar":  # one scale for everything, 0-d tensors
+            sq = StateQuant(torch.tensor(2.0 ** -4), torch.tensor(1.0), -16, 15)
+    to = lambda t: t.to(device)  # noqa: E731
+    if sq is not None:
+        sq = StateQuant(to(sq.scale), to(sq.zero_point), sq.qmin, sq.qmax)
+    return to(A), to(Bb), to(C), to(D), to(u), sq, exact
+
+
+CASES = ("float", "odd_shapes", "quant_hn_sym", "quant_h_asym", "quant_scalar", "quant_random")
+
+
+def _run(fn, case, scale_grad: bool = False):
+    A, Bb, C, D, u, sq, _ = case
+    leaves = [t.clone().requires_grad_() for t in (A, Bb, C, D, u)]
+    if sq is not None and scale_grad:
+        sq = StateQuant(sq.scale.clone().requires_grad_(), sq.zero_point.clone().requires_grad_(),
+                        sq.qmin, sq.qmax)
+    y = fn(*leaves, sq)
+    w = torch.randn(y.shape, generator=torch.Generator().manual_seed(7)).to(y.device)
+    (y * w).sum().backward()
+    extra = {}
+    if sq is not None and scale_grad:
+        extra = {"scale_grad": sq.scale.grad is not None or sq.zero_point.grad is not None}
+    return y.detach(), [t.grad for t in leaves], extra
+
+
+def _clip_fraction(case) -> float:
+    """Fraction of reference pre-quantization values outside [lo, hi] (0 without quantization)."""
+    A, Bb, C, D, u, sq, _ = case
+    if sq is None:
+        return 0.0
+    lo, hi = sq.bounds()
+    x = torch.zeros((u.shape[0], *A.shape), dtype=A.dtype, device=u.device)
+    clipped = 0
+    for k in range(u.shape[1]):
+        z = A * x + Bb * u[:, k, :, None]
+        clipped += int(((z.real < lo) | (z.real > hi) | (z.imag < lo) | (z.imag > hi)).sum())
+        x = sq(z)
+    return clipped / (2 * x.numel() * u.shape[1])
+
+
+def compare_case(name: str, device: str) -> dict:
+    """Errors of ssm_scan (which must dispatch to Triton) against the reference, for one case."""
+    case = make_case(name, device)
+    A, Bb, C, _, u, sq, exact = case
+    backend = scan_backend(A, Bb, C, u)
+    y, grads, extra = _run(ssm_scan, case, scale_grad=True)
+    y_ref, grads_ref, _ = _run(ssm_scan_reference, case)
+    rel = lambda a, b: float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))  # noqa: E731
+    out = {"backend": backend, "exact": exact, "y": rel(y, y_ref),
+           "y_mismatch": float(((y - y_ref).abs() > 1e-4 * y_ref.abs().max()).float().mean()),
+           "clip_fraction": _clip_fraction(case), **extra}
+    for p, a, b in zip(PARAMS, grads, grads_ref):
+        out[p] = rel(a, b) if a is not None else float("nan")
+        out[p + "_dtype"] = str(a.dtype) if a is not None else "none"
+    # a call without gradients stores no states and gives the same y
+    with torch.no_grad():
+        out["y_nograd"] = rel(ssm_scan(*case[:5], sq), y_ref)
+    return out
+
+
+def _check_report(name: str, r: dict) -> None:
+    assert r["backend"] == "triton", r
+    if name == "quant_random":
+        # rounding of z / scale may flip a level where z sits within float error of a boundary:
+        # allow a few diverging outputs, no more
+        assert r["y_mismatch"] < 0.02, r
+    else:
+        assert r["y"] <= (0.0 if r["exact"] else 1e-5), r
+        for p in PARAMS:
+            assert r[p] < 1e-4, (p, r)
+    assert r["y_nograd"] == r["y"], r
+    for p in ("A_bar", "B_bar", "C"):
+        assert r[p + "_dtype"] == "torch.complex64", r
+    if name.startswith("quant") and name != "quant_random":
+        assert 0.01 < r["clip_fraction"] < 0.6, r  # clipping happens, but not everywhere
+    assert not r.get("scale_grad", False), r
+
+
+# --- the reference -----------------------------------------------------------------------------
+def test_reference_matches_convolution():
+    """Unquantized recurrence = causal convolution with the closed-form kernel K + D u."""
+    torch.manual_seed(0)
+    layer = S4DLayer(4, d_state=16).double()
+    ssm = layer.discrete()
+    u = torch.randn(2, 50, 4, dtype=torch.float64)
+    K = ssm.kernel(50)  # (H L)
+    L = u.shape[1]
+    y_conv = torch.stack([(u[:, : k + 1].flip(1) * K[:, : k + 1].T).sum(1) for k in range(L)], 1)
+    y_conv = y_conv + ssm.D * u
+    y = ssm_scan_reference(ssm.A_bar, ssm.B_bar, ssm.C, ssm.D, u)
+    torch.testing.assert_close(y, y_conv, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(ssm_scan(ssm.A_bar, ssm.B_bar, ssm.C, ssm.D, u), y_conv,
+                               rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(layer(u), y_conv, rtol=1e-8, atol=1e-8)
+
+
+def test_reference_state_on_grid():
+    """Quantized reference states lie exactly on the grid and inside [lo, hi]."""
+    A, Bb, C, D, u, _, _ = make_case("float")
+    sq = StateQuant(torch.full((4, 1), 0.0371), torch.full((4, 1), 3.0), -20, 20)
+    x = torch.zeros((u.shape[0], *A.shape), dtype=A.dtype)
+    lo, hi = sq.bounds()
+    for k in range(u.shape[1]):
+        x = sq(A * x + Bb * u[:, k, :, None])
+        for v in (x.real, x.imag):
+            q = v / sq.scale + sq.zero_point
+            torch.testing.assert_close(q, q.round(), rtol=0, atol=1e-4)
+            assert bool(((v >= lo) & (v <= hi)).all())
+
+
+# --- the state quantizer -----------------------------------------------------------------------
+def test_state_quant_ste_gradient():
+    """STE: gradient 1 on the closed range [lo, hi], 0 where clipped; none to scale or zero."""
+    scale = torch.tensor([[0.5]], requires_grad=True)
+    zero = torch.tensor([[1.0]], requires_grad=True)
+    sq = StateQuant(scale, zero, -4, 3)  # lo = -2.5, hi = 1.0
+    re = torch.tensor([[-3.0, -2.5, -1.3, 0.0, 0.74, 1.0, 1.2, 5.0]], requires_grad=True)
+    im = torch.tensor([[0.2, -9.0, 1.0, 0.9, -2.6, 0.3, -2.5, 0.25]], requires_grad=True)
+    x = sq(torch.complex(re, im))
+    x.real.sum().backward(retain_graph=True)
+    torch.testing.assert_close(re.grad, torch.tensor([[0.0, 1, 1, 1, 1, 1, 0, 0]]))
+    assert im.grad is None or bool((im.grad == 0).all())
+    x.imag.sum().backward()
+    torch.testing.assert_close(im.grad, torch.tensor([[1.0, 0, 1, 1, 0, 1, 1, 1]]))
+    assert scale.grad is None and zero.grad is None
+    # values: round half to even on the integer grid, then clip
+    # re / 0.5 = -6, -5, -2.6, 0, 1.48, 2, 2.4, 10 ; + 1 -> clip to [-4, 3]
+    re_expected = torch.tensor([[-2.5, -2.5, -1.5, 0, 0.5, 1, 1, 1]])
+    torch.testing.assert_close(x.real.detach(), re_expected, rtol=0, atol=0)
+    # im / 0.5 = 0.4, -18, 2, 1.8, -5.2, 0.6, -5, 0.5 -> 0, .., 2, 2, -5, 1, -5, 0 (tie to even)
+    im_expected = torch.tensor([[0.0, -2.5, 1, 1, -2.5, 0.5, -2.5, 0]])
+    torch.testing.assert_close(x.imag.detach(), im_expected, rtol=0, atol=0)
+
+
+def test_state_quant_rejects_bad_range():
+    with pytest.raises(ImssaError, match="qmin < qmax"):
+        StateQuant(torch.tensor(1.0), torch.tensor(0.0), 3, 3)
+
+
+# --- dispatch ----------------------------------------------------------------------------------
+def test_dispatch(monkeypatch):
+    A, Bb, C, D, u, _, _ = make_case("float")
+    monkeypatch.delenv("IMSSA_SCAN", raising=False)
+    assert scan_backend(A, Bb, C, u) == "reference"  # CPU tensors
+    monkeypatch.setenv("IMSSA_SCAN", "reference")
+    assert scan_backend(A, Bb, C, u) == "reference"
+    monkeypatch.setenv("IMSSA_SCAN", "triton")
+    assert scan_backend(A.cdouble(), Bb.cdouble(), C.cdouble(), u.double()) == "reference"
+    if HAS_TRITON:
+        assert scan_backend(A, Bb, C, u) == "triton"
+    else:
+        with pytest.raises(ImssaError, match="triton"):
+            scan_backend(A, Bb, C, u)
+    assert scan_backend(A, Bb, C, u[:, :0]) == "reference"  # empty sequence
+    monkeypatch.setenv("IMSSA_SCAN", "fast")
+    with pytest.raises(ImssaError, match="IMSSA_SCAN"):
+        ssm_scan(A, Bb, C, D, u)
+
+
+def test_shape_errors():
+    A, Bb, C, D, u, _, _ = make_case("float")
+    with pytest.raises(ImssaError, match="C must"):
+        ssm_scan(A, Bb, C[:, :3], D, u)
+    with pytest.raises(ImssaError, match="u must"):
+        ssm_scan(A, Bb, C, D, u[..., :2])
+
+
+# --- Triton, in the interpreter (CPU) ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def interpreter_report():
+    env = dict(os.environ, TRITON_INTERPRET="1", IMSSA_SCAN="triton")
+    proc = subprocess.run([sys.executable, __file__, "--interpret"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize("name", CASES)
+def test_triton_interpreter_matches_reference(interpreter_report, name):
+    _check_report(name, interpreter_report[name])
+
+
+# --- Triton, compiled on CUDA ------------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.skipif(not (HAS_TRITON and torch.cuda.is_available()), reason="needs CUDA and triton")
+@pytest.mark.parametrize("name", CASES)
+def test_triton_cuda_matches_reference(monkeypatch, name):
+    monkeypatch.delenv("IMSSA_SCAN", raising=False)
+    _check_report(name, compare_case(name, "cuda"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not (HAS_TRITON and torch.cuda.is_available()), reason="needs CUDA and triton")
+def test_triton_cuda_s4d_shape(monkeypatch):
+    """The s4d-64 layer's real parameters, a longer sequence, quantized: outputs and gradients."""
+    monkeypatch.delenv("IMSSA_SCAN", raising=False)
+    torch.manual_seed(0)
+    ssm = S4DLayer(64, d_state=64).cuda().discrete()
+    u = torch.randn(8, 300, 64, device="cuda")
+    for sq in (None, StateQuant(torch.full((64, 1), 2.0 ** -6, device="cuda"),
+                                torch.zeros(64, 1, device="cuda"), -128, 127)):
+        case = (ssm.A_bar.detach(), ssm.B_bar.detach(), ssm.C.detach(), ssm.D.detach(), u, sq,
+                False)
+        y, grads, _ = _run(ssm_scan, case)
+        y_ref, grads_ref, _ = _run(ssm_scan_reference, case)
+        scale = y_ref.abs().max()
+        mismatch = ((y - y_ref).abs() > 1e-4 * scale).float().mean().item()
+        assert mismatch < (1e-6 if sq is None else 0.01), mismatch
+        if sq is None:
+            for p, a, b in zip(PARAMS, grads, grads_ref):
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()),
+                                           msg=lambda m, p=p: f"{p}: {m}")
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--interpret"]:
+    # the child process of interpreter_report: TRITON_INTERPRET=1 is already in the environment
+    print(json.dumps({name: compare_case(name, "cpu") for name in CASES}))
