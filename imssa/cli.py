@@ -27,6 +27,31 @@ def _eval(args: argparse.Namespace) -> None:
     _print_metrics(evaluate(args.run, args.mode, args.device, args.data_dir, args.limit))
 
 
+def _quant_config(args: argparse.Namespace):
+    from imssa.experiments.quantize import QuantRunConfig, parse_overrides
+
+    return QuantRunConfig(preset=args.preset, a_bits=args.a_bits, x_bits=args.x_bits,
+                          a_form=args.a_form, x_granularity=args.x_granularity,
+                          overrides=parse_overrides(args.set), calib_samples=args.calib_samples)
+
+
+def _ptq(args: argparse.Namespace) -> None:
+    from imssa.experiments.quantize import ptq
+
+    _print_metrics(ptq(args.run, _quant_config(args), args.out, args.device, args.data_dir,
+                       args.limit))
+
+
+def _qat(args: argparse.Namespace) -> None:
+    from imssa.experiments.quantize import QATConfig, qat
+
+    tcfg = QATConfig(parameterization=args.param, mode=args.mode, epochs=args.epochs,
+                     batch_size=args.batch_size, lr=args.lr, ssm_lr=args.ssm_lr,
+                     grad_clip=args.grad_clip, seed=args.seed)
+    _print_metrics(qat(args.run, _quant_config(args), tcfg, args.out, args.device, args.data_dir,
+                       args.limit, args.resume))
+
+
 def _demo(args: argparse.Namespace) -> None:
     from imssa.experiments.demo import run_demo
 
@@ -34,7 +59,8 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _print_metrics(metrics: dict) -> None:
-    shown = {k: v for k, v in metrics.items() if k not in ("history", "epoch_seconds")}
+    hidden = ("history", "epoch_seconds", "memory", "quant_config")
+    shown = {k: v for k, v in metrics.items() if k not in hidden}
     print(json.dumps(shown, indent=2))
 
 
@@ -75,6 +101,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="conv", help="conv (default) or recurrent")
     _add_common(p)
     p.set_defaults(func=_eval)
+
+    for verb, text in (("ptq", "post-training quantization, evaluated in recurrent mode"),
+                       ("qat", "quantization-aware fine-tuning of a trained run")):
+        p = sub.add_parser(verb, help=text, description=text + "; writes metrics.json into --out.")
+        p.add_argument("run", help="run folder written by `imssa train`")
+        p.add_argument("--preset", default="W4A6", help="fp, W8A8 or W4A6 (default)")
+        p.add_argument("--a-bits", type=int, default=None, help="bits of A_bar (heterogeneous)")
+        p.add_argument("--x-bits", type=int, default=None, help="bits of the state x")
+        p.add_argument("--a-form", default="cartesian",
+                       help="grid of A_bar: cartesian (paper) or polar (levels inside |z| < 1)")
+        p.add_argument("--x-granularity", default=None,
+                       help="state ranges: tensor, head or mode (one per head and mode)")
+        p.add_argument("--set", action="append", default=[], metavar="TARGET.FIELD=VALUE",
+                       help="override any spec, e.g. --set mix_bias.bits=8 (repeatable)")
+        p.add_argument("--calib-samples", type=int, default=1000,
+                       help="training sequences for static range calibration")
+        p.add_argument("--out", default=None if verb == "ptq" else argparse.SUPPRESS,
+                       required=verb == "qat", help="output folder")
+        _add_common(p)
+        p.set_defaults(func=_ptq if verb == "ptq" else _qat)
+        if verb == "qat":
+            p.add_argument("--param", default="continuous",
+                           help="continuous, discrete, frozen-a or polar (continuous training "
+                           "with the stable polar A_bar grid)")
+            p.add_argument("--mode", default="recurrent",
+                           help="recurrent (paper) or conv (QS4D: state quantized indirectly)")
+            p.add_argument("--epochs", type=int, default=10)
+            p.add_argument("--batch-size", type=int, default=64)
+            p.add_argument("--lr", type=float, default=1e-3)
+            p.add_argument("--ssm-lr", type=float, default=1e-4)
+            p.add_argument("--grad-clip", type=float, default=1.0)
+            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--resume", action="store_true")
 
     p = sub.add_parser("demo", help="the whole pipeline on the embedded dataset, in minutes on a CPU")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")

@@ -116,9 +116,11 @@ def model_forward(model: S4DModel, mode: str) -> Forward:
 
 def train_epochs(model: nn.Module, forward: Forward, data: TaskData, cfg: TrainConfig,
                  out: Path, optimizer: torch.optim.Optimizer, device: torch.device,
-                 resume: bool, extra_state: Callable[[], dict] | None = None,
-                 grad_clip: float | None = None) -> dict:
+                 resume: bool, grad_clip: float | None = None,
+                 on_epoch_start: Callable[[], object] | None = None) -> dict:
     """The epoch loop shared by training and QAT: shuffles, steps, checkpoints, resumes.
+
+    ``on_epoch_start`` runs before each epoch (QAT recalibrates its ranges there).
 
     Returns the history (per-epoch loss, validation accuracy and seconds).
     """
@@ -138,6 +140,8 @@ def train_epochs(model: nn.Module, forward: Forward, data: TaskData, cfg: TrainC
         print(f"resuming {out} after epoch {start_epoch}/{cfg.epochs}")
     x_train, y_train = data.train.x.to(device), data.train.y.to(device)
     for epoch in range(start_epoch, cfg.epochs):
+        if on_epoch_start is not None:
+            on_epoch_start()
         model.train()
         # The order depends on (seed, epoch) only, so a resumed run sees the same batches.
         order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
@@ -168,8 +172,6 @@ def train_epochs(model: nn.Module, forward: Forward, data: TaskData, cfg: TrainC
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "history": history, "epoch": epoch,
                  "rng": torch.get_rng_state()}
-        if extra_state is not None:
-            state.update(extra_state())
         atomic_save(state, ckpt_path)
     return history
 
