@@ -135,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--resume", action="store_true")
 
+    from imssa.experiments.analyses import add_analysis_parser
+
+    add_analysis_parser(sub)
+
     p = sub.add_parser("demo", help="the whole pipeline on the embedded dataset, in minutes on a CPU")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--device", default="auto")

@@ -390,19 +390,24 @@ def test_memory_footprint_by_hand():
     assert sum(r.elements for r in report.rows) == elements == 70
     assert report.fp32_bits == 70 * 32
     # W8A8: input in full precision (32 bits), the other 69 values at 8 bits; quantization
-    # parameters: a 32-bit scale for each of the 10 weight tensors and the state, a 32-bit scale
-    # plus an 8-bit zero point for each of the 5 asymmetric activations
-    expected = 32 + 69 * 8 + 11 * 32 + 5 * (32 + 8)
-    assert report.total_bits == expected == 1136
-    assert report.savings_percent == pytest.approx(100 * (1 - 1136 / 2240))
-    # per (head, mode) state ranges: 4 scales instead of 1; per-head mixing weights: 4 rows
+    # parameters: 32-bit scales, one per head (row) for the weight matrices and A_bar, B_bar, C
+    # (encoder 2, A_bar 2, B_bar 2, C 2, mix 4, decoder 3), one per tensor for the 3 biases, D and
+    # the state (5): 20 scales; a 32-bit scale plus an 8-bit zero point for each of the 5
+    # asymmetric activations
+    expected = 32 + 69 * 8 + 20 * 32 + 5 * (32 + 8)
+    assert report.total_bits == expected == 1424
+    assert report.savings_percent == pytest.approx(100 * (1 - 1424 / 2240))
+    # per (head, mode) state ranges: 4 scales instead of 1; per-tensor mixing weights: 1 scale
+    # instead of 4 rows
     finer = memory_footprint(make_config("W8A8", overrides={
-        "x": {"granularity": "mode"}, "mix_weight": {"granularity": "head"}}), mcfg)
-    assert finer.total_bits == 1136 + 3 * 32 + 3 * 32
+        "x": {"granularity": "mode"}, "mix_weight": {"granularity": "tensor"}}), mcfg)
+    assert finer.total_bits == 1424 + 3 * 32 - 3 * 32
+    # polar A_bar: per head a magnitude scale and zero point and a phase scale (3 x 32 bits)
+    # instead of one Cartesian scale
     polar = memory_footprint(make_config("W8A8", a_bar_form="polar"), mcfg)
-    assert polar.total_bits == 1136 + 2 * 32
+    assert polar.total_bits == 1424 + 2 * (3 - 1) * 32
     assert memory_footprint(make_config("fp"), mcfg).savings_percent == 0.0
-    assert "saved" in report.table() and report.to_dict()["total_bits"] == 1136
+    assert "saved" in report.table() and report.to_dict()["total_bits"] == 1424
 
 
 # --- bit-exact integer reference ------------------------------------------------------------------

@@ -262,16 +262,23 @@ def _check_target(name: str, spec: QuantSpec, where: str | None = None) -> None:
 def _preset(w_bits: int | None, a_bits: int | None) -> QuantConfig:
     """Weights (dense, biases, A_bar, B_bar, C, D) at w_bits; activations and the state at a_bits.
 
-    Weights: symmetric, per tensor, min/max of the tensor itself. Activations: asymmetric, per
-    tensor, 99.999th percentile (the paper's choice). State x: symmetric, per tensor, 99.999th
+    Weight matrices and the SSM tensors A_bar, B_bar, C: symmetric, one range per head (output
+    row), min/max of the tensor itself; biases and D: symmetric, per tensor. Per head because
+    B_bar = (A_bar - 1)/A * B spans orders of magnitude across heads (it scales with Delta):
+    one 4-bit range for the whole tensor rounds most heads to zero (sdigits s4d-16, B_bar alone
+    at 4 bits: 33 % per tensor, 95 % per head, FP 95.5 %). Activations: asymmetric, per tensor,
+    99.999th percentile (the paper's choice). State x: symmetric, per tensor, 99.999th
     percentile of |Re x|, |Im x| over all steps.
     """
-    w = QuantSpec(bits=w_bits, symmetric=True, calibration="minmax")
+    w = QuantSpec(bits=w_bits, symmetric=True, granularity="head", calibration="minmax")
+    vector = QuantSpec(bits=w_bits, symmetric=True, calibration="minmax")
     a = QuantSpec(bits=a_bits, symmetric=False, calibration="percentile")
     x = QuantSpec(bits=a_bits, symmetric=True, calibration="percentile")
     kw: dict[str, Any] = {}
     for n, t in TARGETS.items():
         kw[n] = {"weight": w, "ssm": w, "state": x, "activation": a}[t.kind]
+    for n in ("encoder_bias", "mix_bias", "decoder_bias", "D"):
+        kw[n] = vector
     kw["input"] = QuantSpec(bits=None, symmetric=False, calibration="percentile")
     return QuantConfig(**kw)
 
