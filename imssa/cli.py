@@ -52,6 +52,24 @@ def _qat(args: argparse.Namespace) -> None:
                        args.limit, args.resume))
 
 
+def _characterize(args: argparse.Namespace) -> None:
+    from imssa.devices import make_device
+    from imssa.devices.characterize import characterize, plot_characterization
+    from imssa.experiments.analyses import save_dataset
+    from imssa.experiments.simulate import parse_times
+
+    device = make_device(args.device, g_min=args.g_min, g_max=args.g_max)
+    g_targets = [float(g) for g in args.g_targets.split(",")] if args.g_targets else \
+        [args.g_min + f * (args.g_max - args.g_min) for f in (0.02, 0.1, 0.25, 0.5, 0.75, 1.0)]
+    ds = characterize(device, g_targets, parse_times(args.t_inference), args.samples, args.seed)
+    save_dataset(ds, args.out)
+    plot = args.plot or str(Path(args.out).with_suffix(".png"))
+    plot_characterization(ds, plot)
+    print(ds[["programmed_mean", "programmed_std"]].to_dataframe().to_string())
+    print(ds["read_mean"].to_pandas().to_string())
+    print(f"wrote {args.out} and {plot}")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from imssa.experiments.demo import run_demo
 
@@ -138,6 +156,26 @@ def build_parser() -> argparse.ArgumentParser:
     from imssa.experiments.analyses import add_analysis_parser
 
     add_analysis_parser(sub)
+
+    from imssa.experiments.simulate import add_simulate_parser
+
+    add_simulate_parser(sub)
+
+    p = sub.add_parser("device", help="device models: characterize their conductance statistics")
+    dsub = p.add_subparsers(dest="device_command", required=True, metavar="VERB")
+    p = dsub.add_parser("characterize", help="conductance distributions against target and time",
+                        description="Program, drift and read many devices per target conductance; "
+                        "writes the statistics as NetCDF and a figure.")
+    p.add_argument("--device", default="pcm", help="pcm (default), rram, gaussian or ideal")
+    p.add_argument("--g-min", type=float, default=0.0, help="µS")
+    p.add_argument("--g-max", type=float, default=25.0, help="µS")
+    p.add_argument("--g-targets", default=None, help="comma-separated µS (default: 6 over range)")
+    p.add_argument("--t-inference", default="1s,1h,1d,1y", help="times after programming")
+    p.add_argument("--samples", type=int, default=10_000, help="devices per target")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="characterization.nc")
+    p.add_argument("--plot", default=None, help="figure path (default: --out with .png)")
+    p.set_defaults(func=_characterize)
 
     p = sub.add_parser("demo", help="the whole pipeline on the embedded dataset, in minutes on a CPU")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")

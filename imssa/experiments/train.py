@@ -136,7 +136,7 @@ def train_epochs(model: nn.Module, forward: Forward, data: TaskData, cfg: TrainC
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         history, start_epoch = ckpt["history"], ckpt["epoch"] + 1
-        torch.set_rng_state(ckpt["rng"])
+        torch.set_rng_state(ckpt["rng"].cpu())  # map_location moved it
         print(f"resuming {out} after epoch {start_epoch}/{cfg.epochs}")
     x_train, y_train = data.train.x.to(device), data.train.y.to(device)
     for epoch in range(start_epoch, cfg.epochs):
