@@ -47,7 +47,8 @@ def _qat(args: argparse.Namespace) -> None:
 
     tcfg = QATConfig(parameterization=args.param, mode=args.mode, epochs=args.epochs,
                      batch_size=args.batch_size, lr=args.lr, ssm_lr=args.ssm_lr,
-                     grad_clip=args.grad_clip, seed=args.seed)
+                     grad_clip=args.grad_clip, seed=args.seed, train_noise=args.train_noise,
+                     train_noise_on=args.train_noise_on, train_noise_kind=args.train_noise_kind)
     _print_metrics(qat(args.run, _quant_config(args), tcfg, args.out, args.device, args.data_dir,
                        args.limit, args.resume))
 
@@ -152,6 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--grad-clip", type=float, default=1.0)
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--resume", action="store_true")
+            p.add_argument("--train-noise", type=float, default=0.0, metavar="SIGMA",
+                           help="weight noise at every training step, after quantization: std "
+                           "relative to each crossbar tensor's max |w| (gaussian) or multiple of "
+                           "the PCM programming noise (pcm); 0 (default) = none")
+            p.add_argument("--train-noise-on", default="all", metavar="COMPONENTS",
+                           help="comma-separated: A_bar, B_bar, C, D, encoder, mix, decoder, "
+                           "or all (default); A_bar alone as in QS4D")
+            p.add_argument("--train-noise-kind", "--train-noise-device", default="gaussian",
+                           help="gaussian (default) or pcm (programming noise of the PCM model)")
 
     from imssa.experiments.analyses import add_analysis_parser
 

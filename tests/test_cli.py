@@ -84,3 +84,77 @@ def test_checkpoint_from_another_model_is_refused(tmp_path, capsys):
     torch.save({"model": other.state_dict()}, out / "model.pt")
     assert main(["eval", str(out), "--device", "cpu"]) == 2
     assert "comes from another model" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", *QUICK, "--epochs", "8", "--out", str(out)]) == 0
+    return out
+
+
+def test_ptq_and_qat_end_to_end(trained_run, tmp_path):
+    assert main(["ptq", str(trained_run), "--preset", "W4A6", "--a-bits", "8", "--x-bits", "8",
+                 "--calib-samples", "100", "--out", str(tmp_path / "ptq"), "--device", "cpu"]) == 0
+    ptq = json.loads((tmp_path / "ptq" / "metrics.json").read_text())
+    assert ptq["method"] == "ptq" and 0 <= ptq["test_accuracy"] <= 1
+    assert ptq["quant_config"]["A_bar"]["bits"] == 8 and ptq["quant_config"]["x"]["bits"] == 8
+    assert 0 < ptq["memory_savings_percent"] < 100
+    assert main(["qat", str(trained_run), "--preset", "W4A6", "--a-bits", "6", "--x-bits", "6",
+                 "--param", "polar", "--x-granularity", "mode", "--epochs", "2",
+                 "--calib-samples", "100", "--out", str(tmp_path / "qat"), "--device", "cpu"]) == 0
+    qat = json.loads((tmp_path / "qat" / "metrics.json").read_text())
+    assert qat["quant_config"]["a_bar_form"] == "polar"
+    assert qat["quant_config"]["x"]["granularity"] == "mode"
+    assert len(qat["epoch_seconds"]) == 2 and "ptq_test_accuracy" in qat
+    assert (tmp_path / "qat" / "model.pt").exists()
+
+
+def test_conv_mode_qat_reports_the_recurrent_gap(trained_run, tmp_path):
+    assert main(["qat", str(trained_run), "--preset", "W8A8", "--mode", "conv", "--epochs", "1",
+                 "--calib-samples", "100", "--out", str(tmp_path / "q"), "--device", "cpu"]) == 0
+    m = json.loads((tmp_path / "q" / "metrics.json").read_text())
+    assert m["conv_recurrent_gap"] == pytest.approx(m["test_accuracy_conv"] - m["test_accuracy"])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--preset", "W3A3"], "unknown quantization preset 'W3A3'"),
+    (["--a-bits", "17"], "2..16"),
+    (["--set", "gelu.bits=4"], "unknown quantization target 'gelu'"),
+    (["--calib-samples", "0"], "--calib-samples must be >= 1"),
+])
+def test_quantization_bad_input(trained_run, args, message, capsys):
+    assert main(["ptq", str(trained_run), *args, "--device", "cpu"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_simulate_and_characterize_write_netcdf(trained_run, tmp_path):
+    import xarray as xr
+
+    out = tmp_path / "sim.nc"
+    assert main(["simulate", str(trained_run), "--device", "pcm", "--t-inference", "1s,1d",
+                 "--chips", "2", "--dac-bits", "8", "--adc-bits", "8", "--limit", "40",
+                 "--out", str(out), "--torch-device", "cpu"]) == 0
+    with xr.open_dataset(out, engine="scipy") as ds:
+        assert ds["accuracy"].sizes == {"t_inference": 2, "chip": 2}
+        assert json.loads(ds.attrs["config"])
+    char = tmp_path / "char.nc"
+    assert main(["device", "characterize", "--samples", "200", "--t-inference", "1s,1y",
+                 "--out", str(char)]) == 0
+    with xr.open_dataset(char, engine="scipy") as ds:
+        assert float(ds["read_mean"].sel(t_inference=365 * 86400.0).isel(g_target=-1)) < \
+            float(ds["read_mean"].sel(t_inference=1.0).isel(g_target=-1))  # PCM drifts down
+    assert (tmp_path / "char.png").exists()
+
+
+def test_demo_runs_the_whole_pipeline(tmp_path):
+    from imssa.experiments.demo import run_demo
+
+    summary = run_demo(tmp_path / "demo", device="cpu")
+    assert summary["parameters"] == 3850
+    assert summary["test_accuracy_conv"] >= 0.95  # the bar for the embedded default
+    assert summary["test_accuracy_recurrent"] == pytest.approx(summary["test_accuracy_conv"],
+                                                               abs=1 / 359)
+    assert summary["qat_W4A6_a8_x8_polar"] > summary["ptq_W4A6_a8_x8"]
+    for name in ("simulation.nc", "conductance_maps.nc", "accuracy_vs_time.png"):
+        assert (tmp_path / "demo" / name).exists()
