@@ -5,11 +5,16 @@ quantized at every step (Zhao et al. 2025, "Quantizing Small-Scale State-Space M
 AI"). QAT fine-tunes the full-precision checkpoint with fake quantization and straight-through
 gradients, in recurrent mode (the paper) or convolutional mode (QS4D), and always reports the
 accuracy of the true recurrent quantized execution, so the gap of conv-mode QAT is measured.
+
+Noise-aware QAT (``--train-noise``) injects weight noise (:mod:`imssa.quant.noise`) into the
+quantized crossbar weights at every training step; validation and test run clean. With the ``fp``
+preset this trains a noise-robust full-precision model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +27,7 @@ from imssa.errors import ImssaError
 from imssa.experiments.io import atomic_save, environment, read_json, write_json
 from imssa.experiments.train import TrainConfig, accuracy, load_run, resolve_device, train_epochs
 from imssa.quant import PARAMETERIZATIONS, QuantizedS4D, calibrate, make_config, memory_footprint
+from imssa.quant.noise import NOISE_COMPONENTS, WeightNoiseConfig
 
 QAT_PARAMETERIZATIONS = (*PARAMETERIZATIONS, "polar")
 """``polar`` is ``continuous`` training with the stable polar grid for A_bar."""
@@ -60,7 +66,12 @@ class QuantRunConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class QATConfig:
-    """Fine-tuning settings. ``lr`` for weights, ``ssm_lr`` for the SSM dynamics (no decay)."""
+    """Fine-tuning settings. ``lr`` for weights, ``ssm_lr`` for the SSM dynamics (no decay).
+
+    ``train_noise`` (sigma), ``train_noise_on`` (components) and ``train_noise_kind`` (gaussian
+    or pcm) set the weight noise of every training step; see
+    :class:`~imssa.quant.noise.WeightNoiseConfig`. sigma 0 (default) trains without noise.
+    """
 
     parameterization: str = "continuous"
     mode: str = "recurrent"
@@ -71,8 +82,16 @@ class QATConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     seed: int = 0
+    train_noise: float = 0.0
+    train_noise_on: tuple[str, ...] = NOISE_COMPONENTS
+    train_noise_kind: str = "gaussian"
 
     def __post_init__(self) -> None:
+        try:
+            noise = self.weight_noise()
+        except ImssaError as err:  # name the command-line flags
+            raise ImssaError(f"--train-noise / --train-noise-on / --train-noise-kind: {err}") from err
+        object.__setattr__(self, "train_noise_on", noise.components)
         if self.parameterization not in QAT_PARAMETERIZATIONS:
             raise ImssaError(f"--param must be one of {', '.join(QAT_PARAMETERIZATIONS)}, "
                              f"got {self.parameterization!r}")
@@ -80,6 +99,10 @@ class QATConfig:
             raise ImssaError(f"--mode must be recurrent or conv, got {self.mode!r}")
         if self.grad_clip <= 0:
             raise ImssaError(f"--grad-clip must be > 0, got {self.grad_clip}")
+
+    def weight_noise(self) -> WeightNoiseConfig:
+        return WeightNoiseConfig(sigma=self.train_noise, components=self.train_noise_on,
+                                 kind=self.train_noise_kind)
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -157,12 +180,17 @@ def qat(run: str | Path, qcfg: QuantRunConfig, tcfg: QATConfig, out: str | Path,
     if tcfg.parameterization == "polar":
         qcfg = dataclasses.replace(qcfg, a_form="polar")
     param = "continuous" if tcfg.parameterization == "polar" else tcfg.parameterization
-    config = {"run": str(run), "quant": dataclasses.asdict(qcfg), "qat": dataclasses.asdict(tcfg)}
+    # through JSON, so the tuples compare equal to the lists read back on --resume
+    config = json.loads(json.dumps(
+        {"run": str(run), "quant": dataclasses.asdict(qcfg), "qat": dataclasses.asdict(tcfg)}))
     if resume and (out / "config.json").exists() and read_json(out / "config.json") != config:
         raise ImssaError(f"--resume: {out} was started with other settings; use a new --out")
     if not resume and (out / "metrics.json").exists():
         raise ImssaError(f"{out} already holds a finished QAT run; choose a new --out or --resume")
     cfg, qmodel, data, dev, info = _prepare(run, qcfg, param, device, data_dir, limit)
+    noise = tcfg.weight_noise()
+    qmodel.weight_noise = noise  # training-mode forwards only; every evaluation below is clean
+    torch.manual_seed(tcfg.seed)  # dropout and the global-RNG weight noise (CPU state is resumed)
     out.mkdir(parents=True, exist_ok=True)
     write_json(config, out / "config.json")
     ptq_accuracy = _recurrent_accuracy(qmodel, data.test, dev)
@@ -180,7 +208,7 @@ def qat(run: str | Path, qcfg: QuantRunConfig, tcfg: QATConfig, out: str | Path,
                            on_epoch_start=lambda: calibrate(qmodel, calib))
     qmodel.freeze_ranges()
     atomic_save({"qmodel": qmodel.state_dict(), "config": config}, out / "model.pt")
-    metrics = {"method": "qat", **info, "qat": dataclasses.asdict(tcfg),
+    metrics = {"method": "qat", **info, "qat": config["qat"], "train_noise": noise.to_dict(),
                "ptq_test_accuracy": ptq_accuracy,
                "test_accuracy": _recurrent_accuracy(qmodel, data.test, dev),
                "epoch_seconds": history["epoch_seconds"], "history": history,

@@ -19,6 +19,11 @@ directly (initialized from the model's discretization); ``frozen-a`` trains B_ba
 A_bar fixed. D, the encoder, the mixing layers and the decoder are always the model's own.
 
 :func:`calibrate` sets static activation and state ranges from data (PTQ, or before QAT).
+
+Noise-aware training: with ``weight_noise`` set (a :class:`~imssa.quant.noise.WeightNoiseConfig`),
+every training-mode forward perturbs the fake-quantized weights the crossbar holds with freshly
+drawn noise (from ``noise_generator``, or the global RNG); eval mode, :meth:`quantized_weights`
+and :func:`calibrate` stay clean.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from imssa.errors import ImssaError
+from imssa.quant.noise import WeightNoiseConfig, add_noise, noisy_ssm
 from imssa.quant.quantizer import FakeQuantizer, PolarQuantizer, RangeObserver, hard_gelu
 from imssa.quant.spec import QuantConfig, QuantSpec
 from imssa.ssm.model import S4DBlock, S4DModel
@@ -79,6 +85,9 @@ class QuantizedS4D(nn.Module):
         model: the full-precision model; its parameters are shared (trained in place by QAT).
         config: what to quantize and how.
         parameterization: ``continuous``, ``discrete`` or ``frozen-a`` (see the module docstring).
+        weight_noise: noise injected into the quantized weights at every training forward
+            (None or sigma 0: none); may also be set later as an attribute, as may
+            ``noise_generator`` (None: the global RNG of the weights' device).
 
     The wrapper registers ``model`` as a submodule, so ``.to(device)``, ``state_dict()`` and
     ``parameters()`` cover it; use :meth:`parameter_groups` to build the optimizer.
@@ -88,9 +97,12 @@ class QuantizedS4D(nn.Module):
     discrete_params: nn.ModuleList | None
     q: nn.ModuleDict
     qb: nn.ModuleList
+    weight_noise: WeightNoiseConfig | None
+    noise_generator: torch.Generator | None
 
     def __init__(self, model: S4DModel, config: QuantConfig, *,
-                 parameterization: str = "continuous"):
+                 parameterization: str = "continuous",
+                 weight_noise: WeightNoiseConfig | None = None):
         super().__init__()
         if not isinstance(model, S4DModel):
             raise ImssaError(f"model must be an imssa.ssm.S4DModel, got {type(model).__name__}")
@@ -100,10 +112,14 @@ class QuantizedS4D(nn.Module):
         if parameterization not in PARAMETERIZATIONS:
             raise ImssaError(f"parameterization must be one of {', '.join(PARAMETERIZATIONS)}, "
                              f"got {parameterization!r}")
+        if weight_noise is not None and not isinstance(weight_noise, WeightNoiseConfig):
+            raise ImssaError(f"weight_noise must be a WeightNoiseConfig or None, got "
+                             f"{type(weight_noise).__name__}")
         cfg = model.cfg
         config.check_layers(cfg.n_layers)
         self.model = model
         self.config, self.parameterization = config, parameterization
+        self.weight_noise, self.noise_generator = weight_noise, None
         H, N2 = cfg.d_model, cfg.d_state // 2
 
         self.discrete_params = None
@@ -352,25 +368,47 @@ class QuantizedS4D(nn.Module):
                             n=n, dim=1)[:, :L]  # (B L H)
         return y + ssm.D * u
 
+    def _noise(self) -> WeightNoiseConfig | None:
+        """The weight noise of this forward: set, non-zero and in training mode, else None."""
+        noise = self.weight_noise
+        if noise is not None and not isinstance(noise, WeightNoiseConfig):
+            raise ImssaError(f"weight_noise must be a WeightNoiseConfig or None, got "
+                             f"{type(noise).__name__}")
+        if noise is None or not self.training or not noise.enabled:
+            return None
+        return noise
+
+    def _noisy(self, noise: WeightNoiseConfig | None, component: str,
+               *tensors: Tensor) -> tuple[Tensor, ...]:
+        if noise is None or not noise.applies_to(component):
+            return tensors
+        return add_noise(tensors, noise, self.noise_generator)
+
     def _run(self, u: Tensor, mode: str, rec: dict[str, Tensor] | None) -> Tensor:
         if mode not in MODES:
             raise ImssaError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self._check_input(u)
         m, q = self.model, self._whole()
+        noise = self._noise()  # drawn anew at every training forward, after fake quantization
         ssms = self.quantized_ssms()  # once per forward, shared by all steps
+        if noise is not None:
+            ssms = [noisy_ssm(s, noise, self.noise_generator) for s in ssms]
         h = self._act(q["input"], u, rec)
-        h = F.linear(h, q["encoder_weight"](m.encoder.weight), q["encoder_bias"](m.encoder.bias))
+        h = F.linear(h, *self._noisy(noise, "encoder", q["encoder_weight"](m.encoder.weight),
+                                     q["encoder_bias"](m.encoder.bias)))
         for i, (block, ssm, qb) in enumerate(zip(self._blocks(), ssms, self._layers())):
             h = self._act(qb["ssm_input"], h, rec)  # (B L H)
             y = self._act(qb["ssm_output"], self._ssm(i, ssm, h, mode, rec), rec)
             z = block.dropout(hard_gelu(y) if self.hard_gelu else F.gelu(y))
             z = self._act(qb["gelu_output"], z, rec)
-            mix = F.linear(z, qb["mix_weight"](block.mix.weight), qb["mix_bias"](block.mix.bias))
+            mix = F.linear(z, *self._noisy(noise, "mix", qb["mix_weight"](block.mix.weight),
+                                           qb["mix_bias"](block.mix.bias)))
             h = h + self._act(qb["mix_output"], F.glu(mix, dim=-1), rec)  # (B L H)
             if rec is not None:
                 rec[f"blocks.{i}.output"] = h
         p = self._act(q["pooled"], h.mean(dim=1), rec)  # (B H)
-        return F.linear(p, q["decoder_weight"](m.decoder.weight), q["decoder_bias"](m.decoder.bias))
+        return F.linear(p, *self._noisy(noise, "decoder", q["decoder_weight"](m.decoder.weight),
+                                        q["decoder_bias"](m.decoder.bias)))
 
     def forward(self, u: Tensor, mode: str = "recurrent") -> Tensor:
         """Logits (B, n_classes) for inputs u (B, L, d_input), in ``recurrent`` or ``conv`` mode."""

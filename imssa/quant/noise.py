@@ -1,0 +1,177 @@
+"""Weight noise for noise-aware training: the crossbar's programming error injected into the
+weights during QAT, re-drawn at every training forward (QS4D, Siegel et al. 2025; Joshi et al.,
+Nat. Commun. 11, 2473 (2020), for training through a PCM noise model).
+
+A tensor the crossbar holds is perturbed after fake quantization (the devices are programmed to
+the quantized values):
+
+- ``gaussian``: W_noisy = W + sigma * max|W| * N(0, 1), one draw per element. max|W| is taken
+  per crossbar tensor (one w_max, as :mod:`imssa.mapping` maps it by default): over the real and
+  imaginary parts of a complex SSM tensor, over weight and bias of a dense layer (the bias is
+  the crossbar's last column). Real and imaginary parts get independent draws.
+- ``pcm``: each weight is programmed as the conductance g_T = |w| / w_max * g_max on one PCM
+  device, and perturbed by that device's programming std (:meth:`PCMDevice.programming_std`, the
+  aihwkit ``PCMLikeNoiseModel`` fit), converted back to weight units and times sigma:
+  W_noisy = W + sigma * sigma_P(g_T) * w_max / g_max * N(0, 1). sigma = 1 is the fitted device;
+  the ratio sigma_P / g_max does not depend on g_max. Kept simple on purpose: the partner device
+  of the differential pair, the clip of g at 0, drift and read noise are left out.
+
+The noise is an additive constant for autograd (straight-through: d W_noisy / d W = 1). An
+all-zero tensor (w_max = 0) is left unchanged by both kinds.
+
+Components (the names of ``--train-noise-on``): A_bar, B_bar, C, D (the discrete SSM of every
+layer), encoder, mix, decoder (dense weight and bias). QS4D's experiments perturb A_bar alone.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from imssa.devices.pcm import PCMConfig, PCMDevice
+from imssa.errors import ImssaError
+from imssa.ssm.s4d import DiscreteSSM
+
+NOISE_COMPONENTS = ("A_bar", "B_bar", "C", "D", "encoder", "mix", "decoder")
+SSM_COMPONENTS = ("A_bar", "B_bar", "C", "D")
+NOISE_KINDS = ("gaussian", "pcm")
+_PCM = PCMDevice(PCMConfig())  # the fitted device; sigma_P / g_max is independent of g_max
+_NAME = re.compile(r"^(?:blocks\.\d+\.)?(A_bar|B_bar|C|D|encoder|mix|decoder)(?:\.(weight|bias))?$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WeightNoiseConfig:
+    """Noise injected into the crossbar weights at every training forward.
+
+    Attributes:
+        sigma: >= 0. ``gaussian``: std relative to the tensor's max |w|; ``pcm``: multiple of the
+            PCM programming std (1 = the fitted device). 0 turns the noise off.
+        components: which weights get noise, among :data:`NOISE_COMPONENTS` (default all;
+            ``("A_bar",)`` as in QS4D). A comma-separated string and ``"all"`` are accepted.
+        kind: ``gaussian`` or ``pcm`` (see the module docstring).
+    """
+
+    sigma: float = 0.0
+    components: tuple[str, ...] = NOISE_COMPONENTS
+    kind: str = "gaussian"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sigma, bool) or not isinstance(self.sigma, (int, float)) \
+                or not math.isfinite(self.sigma) or self.sigma < 0:
+            raise ImssaError(f"WeightNoiseConfig.sigma must be a finite number >= 0 (0 = no "
+                             f"noise), got {self.sigma!r}")
+        object.__setattr__(self, "sigma", float(self.sigma))
+        object.__setattr__(self, "components", parse_components(self.components))
+        if self.kind not in NOISE_KINDS:
+            raise ImssaError(f"WeightNoiseConfig.kind must be one of {', '.join(NOISE_KINDS)}, "
+                             f"got {self.kind!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.sigma > 0
+
+    def applies_to(self, component: str) -> bool:
+        return self.enabled and component in self.components
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["components"] = list(self.components)
+        return d
+
+
+def parse_components(value: str | Sequence[str]) -> tuple[str, ...]:
+    """``"A_bar,C"``, ``["A_bar", "C"]`` or ``"all"`` -> component names, in canonical order."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = {str(s).strip() for s in items} - {""}
+    if "all" in names:
+        return NOISE_COMPONENTS
+    unknown = sorted(names - set(NOISE_COMPONENTS))
+    if unknown:
+        raise ImssaError(f"unknown noise component(s) {', '.join(map(repr, unknown))}; choose "
+                         f"among {', '.join(NOISE_COMPONENTS)} or all")
+    if not names:
+        raise ImssaError(f"noise components are empty; name at least one of "
+                         f"{', '.join(NOISE_COMPONENTS)} (or all)")
+    return tuple(c for c in NOISE_COMPONENTS if c in names)
+
+
+def _real(t: Tensor) -> Tensor:
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def add_noise(tensors: Sequence[Tensor], config: WeightNoiseConfig,
+              generator: torch.Generator | None = None) -> tuple[Tensor, ...]:
+    """Perturb the tensors of one crossbar array (they share one w_max), whatever the components.
+
+    Args:
+        tensors: real or complex tensors, e.g. (weight, bias) of a dense layer or one SSM tensor.
+        config: sigma and kind (``components`` is not consulted here).
+        generator: source of the draws; the global RNG of the tensors' device if None.
+
+    Returns:
+        The perturbed tensors, same shapes and dtypes; the inputs themselves when sigma is 0.
+        Gradients pass straight through (the noise is a constant).
+    """
+    if not config.enabled or not tensors:
+        return tuple(tensors)
+    with torch.no_grad():
+        w_max = torch.stack([_real(t).detach().abs().amax() if t.numel() else
+                             torch.zeros((), dtype=_real(t).dtype, device=t.device)
+                             for t in tensors]).amax()  # ()
+        safe = torch.where(w_max > 0, w_max, torch.ones_like(w_max))
+        out = []
+        for t in tensors:
+            r = _real(t).detach()
+            z = torch.randn(r.shape, generator=generator, dtype=r.dtype, device=r.device)
+            if config.kind == "gaussian":
+                std = config.sigma * w_max
+            else:  # pcm: programming std at g_T = |w| / w_max * g_max, back in weight units
+                g_max = _PCM.config.g_max
+                std = config.sigma * _PCM.programming_std(r.abs() / safe * g_max) / g_max * w_max
+            noise = torch.where(w_max > 0, std * z, torch.zeros_like(z))
+            out.append(torch.view_as_complex(noise) if t.is_complex() else noise)
+    return tuple(t + n for t, n in zip(tensors, out))
+
+
+def noisy_ssm(ssm: DiscreteSSM, config: WeightNoiseConfig,
+              generator: torch.Generator | None = None) -> DiscreteSSM:
+    """The discrete SSM with the selected ones of A_bar, B_bar, C, D perturbed (each its own w_max)."""
+    parts = []
+    for name in SSM_COMPONENTS:
+        t = getattr(ssm, name)
+        parts.append(add_noise((t,), config, generator)[0] if config.applies_to(name) else t)
+    return DiscreteSSM(*parts)
+
+
+def component_of(name: str) -> str:
+    """The noise component of a weight name of :meth:`QuantizedS4D.quantized_weights`."""
+    m = _NAME.match(name)
+    if m is None:
+        raise ImssaError(f"weight {name!r} belongs to no noise component; names look like "
+                         "'encoder.weight', 'blocks.0.A_bar', 'blocks.0.mix.bias'")
+    return m.group(1)
+
+
+def noisy_weights(weights: Mapping[str, Tensor], config: WeightNoiseConfig,
+                  generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """Perturb the selected components of a weight dict (names as ``quantized_weights()``).
+
+    A dense layer's ``.weight`` and ``.bias`` share one w_max; every other tensor has its own.
+    Unselected tensors are returned as they are.
+    """
+    groups: dict[str, list[str]] = {}
+    for name in weights:
+        component_of(name)  # validates the name
+        key = name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name
+        groups.setdefault(key, []).append(name)
+    out = dict(weights)
+    for names in groups.values():
+        if config.applies_to(component_of(names[0])):
+            out.update(zip(names, add_noise([weights[n] for n in names], config, generator)))
+    return out

@@ -1,0 +1,244 @@
+"""Tests of noise-aware training (imssa.quant.noise and its hook in QuantizedS4D): the noise's
+moments against their closed forms (gaussian and PCM), component selection, clean evaluation,
+re-drawing, the straight-through gradient, bad input, and ``imssa qat --train-noise`` end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from imssa.cli import main
+from imssa.devices import PCMConfig, PCMDevice
+from imssa.errors import ImssaError
+from imssa.experiments.quantize import QATConfig
+from imssa.quant import (
+    NOISE_COMPONENTS,
+    QuantizedS4D,
+    WeightNoiseConfig,
+    add_noise,
+    calibrate,
+    make_config,
+    noisy_ssm,
+    noisy_weights,
+)
+from imssa.ssm import S4DConfig, S4DModel
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def tiny_qmodel(preset: str = "fp", noise: WeightNoiseConfig | None = None) -> QuantizedS4D:
+    torch.manual_seed(0)
+    model = S4DModel(S4DConfig(d_input=1, d_model=4, d_state=8, n_classes=3, n_layers=2))
+    qmodel = QuantizedS4D(model, make_config(preset), weight_noise=noise)
+    calibrate(qmodel, [torch.randn(3, 24, 1, generator=gen(1))])
+    return qmodel
+
+
+def inputs() -> torch.Tensor:
+    return torch.randn(3, 24, 1, generator=gen(2))
+
+
+# --- statistics ----------------------------------------------------------------------------------
+def test_gaussian_noise_std_is_sigma_times_max_abs_with_zero_mean():
+    W = torch.randn(1000, 1000, generator=gen(0))
+    W[0, 0] = 7.0  # the max |w| sets the scale
+    (noisy,) = add_noise([W], WeightNoiseConfig(sigma=0.02), gen(1))
+    d = noisy - W
+    assert d.std().item() == pytest.approx(0.02 * 7.0, rel=0.05)
+    assert abs(d.mean().item()) < 5 * 0.02 * 7.0 / 1000  # 5 standard errors of the mean
+
+
+def test_complex_parts_get_independent_noise_scaled_by_the_largest_part():
+    W = torch.complex(torch.full((1000, 500), 0.5), torch.full((1000, 500), -2.0))
+    (noisy,) = add_noise([W], WeightNoiseConfig(sigma=0.05), gen(0))
+    d = noisy - W
+    assert d.dtype == W.dtype
+    for part in (d.real, d.imag):  # max|W| = max(|Re|, |Im|) = 2, as the crossbar's w_max
+        assert part.std().item() == pytest.approx(0.05 * 2.0, rel=0.05)
+    corr = torch.corrcoef(torch.stack([d.real.flatten(), d.imag.flatten()]))[0, 1]
+    assert abs(corr.item()) < 0.01
+
+
+def test_dense_weight_and_bias_share_one_scale():
+    weights = {"decoder.weight": torch.full((400, 400), 0.1), "decoder.bias": torch.full((400,), 3.0)}
+    out = noisy_weights(weights, WeightNoiseConfig(sigma=0.1), gen(0))
+    assert (out["decoder.weight"] - weights["decoder.weight"]).std().item() == \
+        pytest.approx(0.1 * 3.0, rel=0.05)
+
+
+def test_pcm_noise_follows_the_programming_std_at_the_mapped_conductance():
+    levels = torch.tensor([0.0, 0.1, 0.25, 0.5, 0.75, 1.0])
+    W = levels[:, None] * torch.where(torch.arange(200_000) % 2 == 0, 1.0, -1.0)  # (6 n), w_max 1
+    W = 2.0 * W  # w_max = 2: noise scales with it
+    (noisy,) = add_noise([W], WeightNoiseConfig(sigma=1.0, kind="pcm"), gen(0))
+    d = noisy - W
+    pcm = PCMDevice(PCMConfig())
+    # sigma_P(g) / g_max = |c0 + c1 x + c2 x^2| / g_ref, x = |w| / w_max, back in weight units
+    c0, c1, c2 = pcm.config.prog_coeff
+    expected = (c0 + c1 * levels + c2 * levels**2).abs() / pcm.config.prog_coeff_g_max_reference
+    torch.testing.assert_close(expected, pcm.programming_std(levels * 25.0) / 25.0)
+    torch.testing.assert_close(d.std(dim=1), 2.0 * expected, rtol=0.02, atol=0)
+    assert d.mean(dim=1).abs().max().item() < 5 * 2.0 * expected.max().item() / 200_000**0.5
+
+
+def test_zero_sigma_and_zero_tensor_are_left_unchanged():
+    W = torch.randn(10, 10, generator=gen(0))
+    assert add_noise([W], WeightNoiseConfig(sigma=0.0))[0] is W
+    for kind in ("gaussian", "pcm"):
+        Z = torch.zeros(5, 5)
+        assert torch.equal(add_noise([Z], WeightNoiseConfig(sigma=0.1, kind=kind), gen(0))[0], Z)
+
+
+# --- components, clean evaluation, re-drawing, gradient ------------------------------------------
+def test_only_the_selected_components_get_noise():
+    qmodel = tiny_qmodel()
+    clean = qmodel.quantized_weights()
+    out = noisy_weights(clean, WeightNoiseConfig(sigma=0.1, components=("A_bar",)), gen(0))
+    for name, t in clean.items():
+        assert torch.equal(out[name], t) == (not name.endswith("A_bar")), name
+    ssm = qmodel.quantized_ssms()[0]
+    n = noisy_ssm(ssm, WeightNoiseConfig(sigma=0.1, components=("C", "D")), gen(0))
+    assert n.A_bar is ssm.A_bar and n.B_bar is ssm.B_bar
+    assert not torch.equal(n.C, ssm.C) and not torch.equal(n.D, ssm.D)
+
+
+@pytest.mark.parametrize("component, clean_point, noisy_point", [
+    ("encoder", "input", "blocks.0.ssm_input"),
+    ("A_bar", "blocks.0.ssm_input", "blocks.0.ssm_output"),
+    ("D", "blocks.0.ssm_input", "blocks.0.ssm_output"),
+    ("mix", "blocks.0.gelu_output", "blocks.0.output"),
+    ("decoder", "pooled", "logits"),
+])
+def test_model_perturbs_each_component_where_it_acts(component, clean_point, noisy_point):
+    u = inputs()
+    qmodel = tiny_qmodel().train()
+    with torch.no_grad():
+        clean = qmodel.activations(u)
+        qmodel.weight_noise = WeightNoiseConfig(sigma=0.05, components=(component,))
+        noisy = qmodel.activations(u)
+    assert torch.equal(noisy[clean_point], clean[clean_point])
+    assert not torch.equal(noisy[noisy_point], clean[noisy_point])
+
+
+def test_noise_is_added_after_fake_quantization():
+    u = inputs()
+    qmodel = tiny_qmodel("W8A8", WeightNoiseConfig(sigma=0.05, components=("decoder",))).train()
+    qmodel.noise_generator = gen(5)
+    with torch.no_grad():
+        rec = qmodel.activations(u)
+        w = qmodel.quantized_weights()  # clean, on the 8-bit grid
+        W, b = add_noise([w["decoder.weight"], w["decoder.bias"]], qmodel.weight_noise, gen(5))
+    torch.testing.assert_close(rec["logits"], F.linear(rec["pooled"], W, b), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("preset", ["fp", "W4A6"])
+def test_eval_mode_is_exactly_clean(preset):
+    u = inputs()
+    reference = tiny_qmodel(preset).eval()
+    noisy = tiny_qmodel(preset, WeightNoiseConfig(sigma=0.2)).eval()
+    with torch.no_grad():
+        assert torch.equal(noisy(u), reference(u))
+        assert torch.equal(noisy(u, mode="conv"), reference(u, mode="conv"))
+    # sigma 0 in training mode is the model without noise, too
+    off = tiny_qmodel(preset, WeightNoiseConfig(sigma=0.0)).train()
+    with torch.no_grad():
+        assert torch.equal(off(u), reference.train()(u))
+
+
+def test_noise_is_redrawn_at_every_training_forward():
+    u = inputs()
+    qmodel = tiny_qmodel("W4A6", WeightNoiseConfig(sigma=0.05)).train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        a, b = qmodel(u), qmodel(u)
+    assert not torch.equal(a, b)
+    torch.manual_seed(0)  # the global RNG is the source: same seed, same draws
+    with torch.no_grad():
+        assert torch.equal(qmodel(u), a)
+
+
+def test_gradient_passes_straight_through_the_noise():
+    for W in (torch.randn(30, 20, generator=gen(0)),
+              torch.randn(8, 4, dtype=torch.complex64, generator=gen(1))):
+        W.requires_grad_(True)
+        for kind in ("gaussian", "pcm"):
+            W.grad = None
+            (noisy,) = add_noise([W], WeightNoiseConfig(sigma=0.1, kind=kind), gen(2))
+            torch.view_as_real(noisy).sum().backward() if W.is_complex() else noisy.sum().backward()
+            expected = torch.complex(torch.ones(W.shape), torch.ones(W.shape)) if W.is_complex() \
+                else torch.ones_like(W)
+            assert torch.equal(W.grad, expected)
+
+
+def test_training_step_through_the_noisy_model_reaches_every_parameter():
+    qmodel = tiny_qmodel("W4A6", WeightNoiseConfig(sigma=0.05)).train()
+    qmodel(inputs()).sum().backward()
+    groups = qmodel.parameter_groups()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all()
+               for p in groups["ssm"] + groups["other"])
+
+
+# --- bad input ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("fields, message", [
+    ({"sigma": -0.1}, "sigma must be a finite number >= 0"),
+    ({"sigma": float("nan")}, "sigma must be a finite number >= 0"),
+    ({"sigma": 0.1, "components": ("A_bar", "E")}, "unknown noise component(s) 'E'"),
+    ({"sigma": 0.1, "components": ()}, "noise components are empty"),
+    ({"sigma": 0.1, "kind": "rram"}, "kind must be one of gaussian, pcm"),
+])
+def test_bad_noise_config_is_refused(fields, message):
+    with pytest.raises(ImssaError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        WeightNoiseConfig(**fields)
+
+
+def test_components_parse_from_text_and_all():
+    assert WeightNoiseConfig(components="C, A_bar").components == ("A_bar", "C")
+    assert WeightNoiseConfig(components="all").components == NOISE_COMPONENTS
+    assert QATConfig(train_noise_on=["D", "mix"]).train_noise_on == ("D", "mix")
+    with pytest.raises(ImssaError, match="--train-noise"):
+        QATConfig(train_noise=-1.0)
+    with pytest.raises(ImssaError, match="weight_noise must be a WeightNoiseConfig"):
+        QuantizedS4D(S4DModel(S4DConfig(d_model=4, d_state=4)), make_config("fp"),
+                     weight_noise=0.02)  # type: ignore[arg-type]
+    with pytest.raises(ImssaError, match="belongs to no noise component"):
+        noisy_weights({"blocks.0.x": torch.zeros(2)}, WeightNoiseConfig(sigma=0.1))
+
+
+def test_cli_refuses_bad_noise_with_one_line(tmp_path, capsys):
+    code = main(["qat", str(tmp_path / "missing"), "--out", str(tmp_path / "q"),
+                 "--train-noise", "0.02", "--train-noise-on", "A_bar,B"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unknown noise component(s) 'B'" in err and len(err.strip().splitlines()) == 1
+
+
+# --- end to end -----------------------------------------------------------------------------------
+def test_qat_fp_with_train_noise_end_to_end(tmp_path):
+    from imssa.experiments.train import TrainConfig, train
+
+    run = tmp_path / "run"
+    train(TrainConfig(task="sdigits", model="s4d-16", epochs=2, limit=200, device="cpu"), run)
+    out = tmp_path / "qat"
+    args = ["qat", str(run), "--preset", "fp", "--train-noise", "0.05", "--epochs", "1",
+            "--device", "cpu", "--calib-samples", "64", "--out", str(out)]
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_noise"] == {"sigma": 0.05, "components": list(NOISE_COMPONENTS),
+                                      "kind": "gaussian"}
+    assert metrics["qat"]["train_noise"] == 0.05
+    assert metrics["quant"]["preset"] == "fp"
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and len(metrics["history"]["loss"]) == 1
+    # the recorded settings read back equal, so --resume accepts the finished run
+    assert main([*args, "--resume"]) == 0
+    # QS4D's setting: A_bar alone, through the PCM model
+    out2 = tmp_path / "qat-pcm"
+    assert main(["qat", str(run), "--preset", "W8A8", "--train-noise", "1", "--train-noise-on",
+                 "A_bar", "--train-noise-device", "pcm", "--epochs", "1", "--device", "cpu",
+                 "--calib-samples", "64", "--mode", "conv", "--out", str(out2)]) == 0
+    assert json.loads((out2 / "metrics.json").read_text())["train_noise"] == \
+        {"sigma": 1.0, "components": ["A_bar"], "kind": "pcm"}
