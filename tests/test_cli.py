@@ -108,6 +108,10 @@ def test_ptq_and_qat_end_to_end(trained_run, tmp_path):
     assert qat["quant_config"]["x"]["granularity"] == "mode"
     assert len(qat["epoch_seconds"]) == 2 and "ptq_test_accuracy" in qat
     assert (tmp_path / "qat" / "model.pt").exists()
+    # a continuous (here polar) QAT folder is also a run of its trained float model
+    assert main(["eval", str(tmp_path / "qat"), "--device", "cpu"]) == 0
+    float_acc = json.loads((tmp_path / "qat" / "metrics_conv.json").read_text())["test_accuracy"]
+    assert 0 <= float_acc <= 1
 
 
 def test_conv_mode_qat_reports_the_recurrent_gap(trained_run, tmp_path):

@@ -183,7 +183,8 @@ def qat(run: str | Path, qcfg: QuantRunConfig, tcfg: QATConfig, out: str | Path,
     # through JSON, so the tuples compare equal to the lists read back on --resume
     config = json.loads(json.dumps(
         {"run": str(run), "quant": dataclasses.asdict(qcfg), "qat": dataclasses.asdict(tcfg)}))
-    if resume and (out / "config.json").exists() and read_json(out / "config.json") != config:
+    if resume and (out / "config.json").exists() and \
+            {k: read_json(out / "config.json").get(k) for k in config} != config:
         raise ImssaError(f"--resume: {out} was started with other settings; use a new --out")
     if not resume and (out / "metrics.json").exists():
         raise ImssaError(f"{out} already holds a finished QAT run; choose a new --out or --resume")
@@ -192,7 +193,13 @@ def qat(run: str | Path, qcfg: QuantRunConfig, tcfg: QATConfig, out: str | Path,
     qmodel.weight_noise = noise  # training-mode forwards only; every evaluation below is clean
     torch.manual_seed(tcfg.seed)  # dropout and the global-RNG weight noise (CPU state is resumed)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(config, out / "config.json")
+    # With a continuous parameterization the wrapped float model is what was trained, so the
+    # folder doubles as a training run of it ("train" and "model" keys, model.pt["model"]):
+    # `imssa eval` and `imssa simulate` take it directly (e.g. a noise-trained fp model).
+    as_run = param == "continuous"
+    run_keys = {"train": dataclasses.asdict(cfg), "model": qmodel.model.cfg.to_dict()} \
+        if as_run else {}
+    write_json({**config, **run_keys}, out / "config.json")
     ptq_accuracy = _recurrent_accuracy(qmodel, data.test, dev)
     calib = _calibration_batches(data.train, qcfg.calib_samples)
     groups = qmodel.parameter_groups()
@@ -207,7 +214,10 @@ def qat(run: str | Path, qcfg: QuantRunConfig, tcfg: QATConfig, out: str | Path,
                            optimizer, dev, resume, grad_clip=tcfg.grad_clip,
                            on_epoch_start=lambda: calibrate(qmodel, calib))
     qmodel.freeze_ranges()
-    atomic_save({"qmodel": qmodel.state_dict(), "config": config}, out / "model.pt")
+    saved = {"qmodel": qmodel.state_dict(), "config": config}
+    if as_run:
+        saved["model"] = qmodel.model.state_dict()
+    atomic_save(saved, out / "model.pt")
     metrics = {"method": "qat", **info, "qat": config["qat"], "train_noise": noise.to_dict(),
                "ptq_test_accuracy": ptq_accuracy,
                "test_accuracy": _recurrent_accuracy(qmodel, data.test, dev),
