@@ -324,15 +324,19 @@ class AnalogTile:
         mode = self.periphery.drift_compensation
         self.alpha = None if mode == "none" else compensation([self], mode, gen)
 
-    def readout(self, g: Tensor) -> Tensor:
-        """Signed weights read out by one-hot inputs, (z, *grid, reads, outputs) (weight units).
+    def readout(self, g: Tensor, all_ones: bool) -> Tensor:
+        """Read-out outputs, (z, *grid, reads, outputs) (weight units): one read per input
+        (one-hot inputs: the signed weights themselves), or with ``all_ones`` a single read of an
+        all-ones input, as aihwkit's global drift compensation does. Summing over inputs averages
+        programming noise out; one-hot reads let it inflate mean |w| and bias a global gain, but
+        keep a per-column gain well conditioned where a column's signed weights sum to ~0.
 
         Tensors sharing output columns (A and B, C and D) concatenate along ``reads``.
         """
         W = reconstruct_units(self.tensor, g).mT  # (z *grid in out)
         if self.role == "ssm_C":
-            return W.flatten(-3, -2)  # all modes of a channel feed its one output
-        return W
+            W = W.flatten(-3, -2)  # all modes of a channel feed its one output
+        return W.sum(-2, keepdim=True) if all_ones else W
 
     def current_read(self, generator: torch.Generator) -> Tensor:
         """Conductances as the chip reads them now: the frozen read, or one fresh read."""
@@ -421,13 +425,15 @@ def compensation(tiles: list[AnalogTile], mode: CompensationMode,
 
     aihwkit's ``GlobalDriftCompensation`` / ``PerColumnDriftCompensation``: the ratio of the mean
     |read-out| at programming time (noiseless programmed conductances, aihwkit's baseline) to
-    that of the chip's read now, with one-hot read-outs (the signed weights themselves).
+    that of the chip's read now: an all-ones input for the global gain, one-hot inputs for
+    per-column gains (see ``AnalogTile.readout``).
 
     Returns:
         (z, 1, ...) broadcasting against the decoded outputs (z, N, *out) of the first tile.
     """
-    ref = torch.cat([t.readout(t.g_reference) for t in tiles], -2)
-    now = torch.cat([t.readout(t.current_read(generator)) for t in tiles], -2)
+    ones = mode == "global"
+    ref = torch.cat([t.readout(t.g_reference, ones) for t in tiles], -2)
+    now = torch.cat([t.readout(t.current_read(generator), ones) for t in tiles], -2)
     role = tiles[0].role
     if mode == "global":  # one gain over every weight of the group
         alpha = drift_compensation_factor(ref.flatten(1).unsqueeze(-1),
