@@ -45,6 +45,22 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def parse_value(text: str) -> Any:
+    """A command-line value: None ("none", "null"), a bool ("true", "false"), an int, a float,
+    or the string itself."""
+    low = text.strip().lower()
+    if low in ("none", "null"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
 def environment(device: torch.device | str) -> dict:
     """Device, library versions and date, recorded with every result."""
     device = torch.device(device)

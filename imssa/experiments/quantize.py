@@ -24,7 +24,7 @@ import torch
 
 from imssa.data import Split, TaskData, load_task
 from imssa.errors import ImssaError
-from imssa.experiments.io import atomic_save, environment, read_json, write_json
+from imssa.experiments.io import atomic_save, environment, parse_value, read_json, write_json
 from imssa.experiments.train import TrainConfig, accuracy, load_run, resolve_device, train_epochs
 from imssa.quant import PARAMETERIZATIONS, QuantizedS4D, calibrate, make_config, memory_footprint
 from imssa.quant.noise import NOISE_COMPONENTS, WeightNoiseConfig
@@ -113,16 +113,7 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
         target, dot, name = key.rpartition(".")
         if not sep or not dot:
             raise ImssaError(f"--set {item!r}: expected TARGET.FIELD=VALUE, e.g. x.bits=6")
-        low = value.lower()
-        parsed: Any = {"true": True, "false": False, "none": None}.get(low, value)
-        if parsed is value:
-            for cast in (int, float):
-                try:
-                    parsed = cast(value)
-                    break
-                except ValueError:
-                    pass
-        out.setdefault(target, {})[name] = parsed
+        out.setdefault(target, {})[name] = parse_value(value)
     return out
 
 

@@ -34,7 +34,7 @@ from imssa.crossbar import DIGITAL_PARTS, CrossbarS4D, PeripheryConfig
 from imssa.data import Split, load_task
 from imssa.devices import DEVICES, Device, DeviceConfig, check_time, device_from_config
 from imssa.errors import ImssaError
-from imssa.experiments.io import atomic_write, environment, read_json, write_json
+from imssa.experiments.io import atomic_write, environment, parse_value, read_json, write_json
 from imssa.mapping import MappingConfig
 
 if TYPE_CHECKING:
@@ -392,18 +392,6 @@ def plot_accuracy(ds: xr.Dataset, path: str | Path) -> None:
 
 # --- command line -------------------------------------------------------------------------------
 
-def _value(text: str) -> Any:
-    """A CLI value: int, float, None or the string itself."""
-    low = text.strip().lower()
-    if low in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text.strip()
-
 
 def _assignment(text: str, option: str) -> tuple[str, str]:
     if "=" not in text:
@@ -435,13 +423,13 @@ def _simulate_command(args: argparse.Namespace) -> None:
         fields["prog_noise"] = args.prog_noise
     for item in args.set or []:
         field, value = _assignment(item, "--set")
-        fields[field] = _value(value)
+        fields[field] = parse_value(value)
     base = make_device(args.device, **fields).config
     sweep = None
     devices: DeviceConfig | list[DeviceConfig] = base
     if args.sweep:
         sweep, values = _assignment(args.sweep, "--sweep")
-        devices = sweep_devices(base, sweep, [_value(v) for v in values.split(",") if v.strip()])
+        devices = sweep_devices(base, sweep, [parse_value(v) for v in values.split(",") if v.strip()])
     rows, cols = _tile_size(args.tile_size)
     mapping: MappingConfig | None = MappingConfig(
         g_min=base.g_min, g_max=base.g_max, tile_rows=rows, tile_cols=cols,
