@@ -431,14 +431,15 @@ def compensation(tiles: list[AnalogTile], mode: CompensationMode,
     Returns:
         (z, 1, ...) broadcasting against the decoded outputs (z, N, *out) of the first tile.
     """
-    ones = mode == "global"
-    ref = torch.cat([t.readout(t.g_reference, ones) for t in tiles], -2)
-    now = torch.cat([t.readout(t.current_read(generator), ones) for t in tiles], -2)
     role = tiles[0].role
-    if mode == "global":  # one gain over every weight of the group
+    if mode == "global":  # one all-ones read of the shared columns (the tiles' currents add)
+        ref = sum(t.readout(t.g_reference, True) for t in tiles)
+        now = sum(t.readout(t.current_read(generator), True) for t in tiles)
         alpha = drift_compensation_factor(ref.flatten(1).unsqueeze(-1),
                                           now.flatten(1).unsqueeze(-1), mode)  # (z,)
         return alpha.reshape(-1, 1, *[1] * _OUT_NDIM[role])
+    ref = torch.cat([t.readout(t.g_reference, False) for t in tiles], -2)
+    now = torch.cat([t.readout(t.current_read(generator), False) for t in tiles], -2)
     alpha = drift_compensation_factor(ref, now, mode)  # (z *grid cols)
     if role in ("ssm_C", "ssm_D"):
         alpha = alpha[..., 0]  # (z H)
