@@ -309,11 +309,6 @@ class QuantizedS4D(nn.Module):
                 "other": [p for p in other if p.requires_grad]}
 
     # --- forward ---------------------------------------------------------------------------
-    def _check_input(self, u: Tensor) -> None:
-        # As S4DModel: full check in eval mode, shape only in training (no GPU sync per step).
-        if not self.training or u.ndim != 3 or u.shape[-1] != self.model.cfg.d_input:
-            self.model.check_input(u)
-
     def _act(self, q: FakeQuantizer, v: Tensor, rec: dict[str, Tensor] | None) -> Tensor:
         if self._observers is not None and q.name in self._observers:
             self._observers[q.name].observe(v)
@@ -387,7 +382,7 @@ class QuantizedS4D(nn.Module):
     def _run(self, u: Tensor, mode: str, rec: dict[str, Tensor] | None) -> Tensor:
         if mode not in MODES:
             raise ImssaError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        self._check_input(u)
+        self.model.check_batch(u)
         m, q = self.model, self._whole()
         noise = self._noise()  # drawn anew at every training forward, after fake quantization
         ssms = self.quantized_ssms()  # once per forward, shared by all steps

@@ -103,11 +103,10 @@ class S4DModel(nn.Module):
         if not torch.isfinite(u).all():
             raise ImssaError("input contains NaN or infinite values; clean or impute them first")
 
-    def _check(self, u: Tensor) -> None:
-        if self.training:
-            if u.ndim != 3 or u.shape[-1] != self.cfg.d_input:
-                self.check_input(u)
-        else:
+    def check_batch(self, u: Tensor) -> None:
+        """``check_input`` in eval mode; in training only the shape, since a NaN check
+        synchronizes the GPU every step and datasets are checked once when loaded."""
+        if not self.training or u.ndim != 3 or u.shape[-1] != self.cfg.d_input:
             self.check_input(u)
 
     def forward(self, u: Tensor) -> Tensor:
@@ -116,7 +115,7 @@ class S4DModel(nn.Module):
         In eval mode the input is checked in full; in training only its shape, since a NaN check
         synchronizes the GPU every step and datasets are checked once when loaded.
         """
-        self._check(u)
+        self.check_batch(u)
         x = self.encoder(u)  # (B L H)
         for block in self.blocks:
             x = block(x)
@@ -132,7 +131,7 @@ class S4DModel(nn.Module):
         Equal to stepping the whole model sample by sample (``step``), only faster, because
         layer l's outputs over time depend on layer l-1's outputs alone.
         """
-        self._check(u)
+        self.check_batch(u)
         x = self.encoder(u)
         for block, ssm in zip(self.blocks, self.discrete()):
             y, _ = ssm.scan(x, state_fn=state_fn)
