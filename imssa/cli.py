@@ -32,7 +32,8 @@ def _quant_config(args: argparse.Namespace):
 
     return QuantRunConfig(preset=args.preset, a_bits=args.a_bits, x_bits=args.x_bits,
                           a_form=args.a_form, x_granularity=args.x_granularity,
-                          overrides=parse_overrides(args.set), calib_samples=args.calib_samples)
+                          x_rounding=args.x_rounding, overrides=parse_overrides(args.set),
+                          calib_samples=args.calib_samples)
 
 
 def _ptq(args: argparse.Namespace) -> None:
@@ -132,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="grid of A_bar: cartesian (paper) or polar (levels inside |z| < 1)")
         p.add_argument("--x-granularity", default=None,
                        help="state ranges: tensor, head or mode (one per head and mode)")
+        p.add_argument("--x-rounding", default=None,
+                       help="state rounding: nearest (default) or stochastic (an unbiased "
+                            "dither; slow modes keep integrating at low bits)")
         p.add_argument("--set", action="append", default=[], metavar="TARGET.FIELD=VALUE",
                        help="override any spec, e.g. --set mix_bias.bits=8 (repeatable)")
         p.add_argument("--calib-samples", type=int, default=1000,

@@ -101,11 +101,13 @@ def test_ptq_and_qat_end_to_end(trained_run, tmp_path):
     assert ptq["quant_config"]["A_bar"]["bits"] == 8 and ptq["quant_config"]["x"]["bits"] == 8
     assert 0 < ptq["memory_savings_percent"] < 100
     assert main(["qat", str(trained_run), "--preset", "W4A6", "--a-bits", "6", "--x-bits", "6",
-                 "--param", "polar", "--x-granularity", "mode", "--epochs", "2",
+                 "--param", "polar", "--x-granularity", "mode", "--x-rounding", "stochastic",
+                 "--epochs", "2",
                  "--calib-samples", "100", "--out", str(tmp_path / "qat"), "--device", "cpu"]) == 0
     qat = json.loads((tmp_path / "qat" / "metrics.json").read_text())
     assert qat["quant_config"]["a_bar_form"] == "polar"
     assert qat["quant_config"]["x"]["granularity"] == "mode"
+    assert qat["quant_config"]["x"]["rounding"] == "stochastic"
     assert len(qat["epoch_seconds"]) == 2 and "ptq_test_accuracy" in qat
     assert (tmp_path / "qat" / "model.pt").exists()
     # a continuous (here polar) QAT folder is also a run of its trained float model
@@ -126,6 +128,8 @@ def test_conv_mode_qat_reports_the_recurrent_gap(trained_run, tmp_path):
     (["--a-bits", "17"], "2..16"),
     (["--set", "gelu.bits=4"], "unknown quantization target 'gelu'"),
     (["--calib-samples", "0"], "--calib-samples must be >= 1"),
+    (["--x-rounding", "up"], "rounding must be one of nearest, stochastic"),
+    (["--set", "C.rounding=stochastic"], "exists only for the state x"),
 ])
 def test_quantization_bad_input(trained_run, args, message, capsys):
     assert main(["ptq", str(trained_run), *args, "--device", "cpu"]) == 2

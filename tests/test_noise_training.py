@@ -24,7 +24,8 @@ from imssa.quant import (
     noisy_ssm,
     noisy_weights,
 )
-from imssa.ssm import S4DConfig, S4DModel
+from imssa.quant.noise import A_BAR_MAX_ABS
+from imssa.ssm import DiscreteSSM, S4DConfig, S4DModel
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -105,6 +106,18 @@ def test_only_the_selected_components_get_noise():
     n = noisy_ssm(ssm, WeightNoiseConfig(sigma=0.1, components=("C", "D")), gen(0))
     assert n.A_bar is ssm.A_bar and n.B_bar is ssm.B_bar
     assert not torch.equal(n.C, ssm.C) and not torch.equal(n.D, ssm.D)
+
+
+def test_noisy_a_bar_stays_inside_the_unit_circle_with_its_phase():
+    A = torch.polar(torch.full((4, 512), 0.9998), torch.linspace(-3, 3, 512).expand(4, 512))
+    ssm = DiscreteSSM(A, torch.ones_like(A), torch.ones_like(A), torch.ones(4))
+    n = noisy_ssm(ssm, WeightNoiseConfig(sigma=0.05, components=("A_bar",)), gen(0))
+    raw = add_noise((A,), WeightNoiseConfig(sigma=0.05), gen(0))[0]  # the same draw, unprojected
+    outside = raw.abs() > A_BAR_MAX_ABS
+    assert outside.float().mean() > 0.3  # the noise alone would destabilize many modes
+    assert float(n.A_bar.abs().max()) <= A_BAR_MAX_ABS * (1 + 1e-6)
+    torch.testing.assert_close(n.A_bar[outside].angle(), raw[outside].angle())
+    assert torch.equal(n.A_bar[~outside], raw[~outside])  # the others are left as drawn
 
 
 @pytest.mark.parametrize("component, clean_point, noisy_point", [

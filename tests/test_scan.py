@@ -229,6 +229,43 @@ def test_dispatch(monkeypatch):
         ssm_scan(A, Bb, C, D, u)
 
 
+def stochastic_report(device: str) -> dict:
+    """Stochastic state rounding through ssm_scan: with A_bar = 0 and one mode the state is
+    Q(u[k]) and y = Re Q(u[k]). Returns the largest error of the mean (in steps) against the
+    unrounded value, whether every value is its floor or ceil, and du against the reference."""
+    B, L, H = 64, 64, 8
+    step = 2.0 ** -3
+    frac = torch.linspace(0.05, 0.95, H)  # fraction of a step above a grid point, per channel
+    u = ((torch.arange(H) - 4 + frac) * step).expand(B, L, H).contiguous().to(device)
+    A = torch.zeros(H, 1, dtype=torch.cfloat, device=device)
+    Bb = torch.ones_like(A)
+    C = torch.full_like(A, 0.5)  # y = 2 Re(C x) = Re x
+    D = torch.zeros(H, device=device)
+    sq = StateQuant(torch.full((H, 1), step, device=device), torch.zeros(H, 1, device=device),
+                    -32, 31, stochastic=True)
+    torch.manual_seed(0)
+    case = (A, Bb, C, D, u, sq, False)
+    y, grads, _ = _run(ssm_scan, case)
+    _, grads_ref, _ = _run(ssm_scan_reference, case)
+    q = y / step
+    lo = torch.floor(u / step)
+    mean = q.mean(dim=(0, 1))
+    return {"backend": scan_backend(A, Bb, C, u),
+            "mean_error_steps": float((mean - (u[0, 0] / step)).abs().max()),
+            "floor_or_ceil": bool(((q == lo) | (q == lo + 1)).all()),
+            "du_equal": bool(torch.equal(grads[4], grads_ref[4]))}
+
+
+def _check_stochastic(r: dict) -> None:
+    # the mean of 4096 Bernoulli draws has a std of at most 0.5 / 64 = 0.008 steps
+    assert r["floor_or_ceil"] and r["mean_error_steps"] < 0.04 and r["du_equal"], r
+
+
+def test_stochastic_rounding_reference_is_unbiased(monkeypatch):
+    monkeypatch.setenv("IMSSA_SCAN", "reference")
+    _check_stochastic(stochastic_report("cpu"))
+
+
 def test_shape_errors():
     A, Bb, C, D, u, _, _ = make_case("float")
     with pytest.raises(ImssaError, match="C must"):
@@ -253,6 +290,12 @@ def test_triton_interpreter_matches_reference(interpreter_report, name):
     _check_report(name, interpreter_report[name])
 
 
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+def test_triton_interpreter_stochastic_rounding_is_unbiased(interpreter_report):
+    assert interpreter_report["stochastic"]["backend"] == "triton"
+    _check_stochastic(interpreter_report["stochastic"])
+
+
 # --- Triton, compiled on CUDA ------------------------------------------------------------------
 @pytest.mark.gpu
 @pytest.mark.skipif(not (HAS_TRITON and torch.cuda.is_available()), reason="needs CUDA and triton")
@@ -260,6 +303,15 @@ def test_triton_interpreter_matches_reference(interpreter_report, name):
 def test_triton_cuda_matches_reference(monkeypatch, name):
     monkeypatch.delenv("IMSSA_SCAN", raising=False)
     _check_report(name, compare_case(name, "cuda"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not (HAS_TRITON and torch.cuda.is_available()), reason="needs CUDA and triton")
+def test_triton_cuda_stochastic_rounding_is_unbiased(monkeypatch):
+    monkeypatch.delenv("IMSSA_SCAN", raising=False)
+    r = stochastic_report("cuda")
+    assert r["backend"] == "triton"
+    _check_stochastic(r)
 
 
 @pytest.mark.gpu
@@ -287,4 +339,5 @@ def test_triton_cuda_s4d_shape(monkeypatch):
 
 if __name__ == "__main__" and sys.argv[1:] == ["--interpret"]:
     # the child process of interpreter_report: TRITON_INTERPRET=1 is already in the environment
-    print(json.dumps({name: compare_case(name, "cpu") for name in CASES}))
+    report = {name: compare_case(name, "cpu") for name in CASES}
+    print(json.dumps({**report, "stochastic": stochastic_report("cpu")}))

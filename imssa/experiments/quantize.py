@@ -42,6 +42,7 @@ class QuantRunConfig:
     x_bits: int | None = None
     a_form: str = "cartesian"
     x_granularity: str | None = None
+    x_rounding: str | None = None
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     calib_samples: int = 1000
 
@@ -53,15 +54,18 @@ class QuantRunConfig:
 
     def quant_config(self):
         overrides = dict(self.overrides)
-        if self.x_granularity is not None:
-            overrides["x"] = {**overrides.get("x", {}), "granularity": self.x_granularity}
+        for name in ("granularity", "rounding"):
+            value = getattr(self, f"x_{name}")
+            if value is not None:
+                overrides["x"] = {**overrides.get("x", {}), name: value}
         return make_config(self.preset, self.a_bits, self.x_bits, overrides,
                            a_bar_form=self.a_form)
 
     def tag(self) -> str:
         a = "" if self.a_bits is None else f"-a{self.a_bits}"
         x = "" if self.x_bits is None else f"-x{self.x_bits}"
-        return f"{self.preset}{a}{x}-{self.a_form}"
+        sr = "-sr" if self.x_rounding == "stochastic" else ""
+        return f"{self.preset}{a}{x}{sr}-{self.a_form}"
 
 
 @dataclass(frozen=True, kw_only=True)

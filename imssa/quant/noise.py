@@ -19,6 +19,12 @@ the quantized values):
 The noise is an additive constant for autograd (straight-through: d W_noisy / d W = 1). An
 all-zero tensor (w_max = 0) is left unchanged by both kinds.
 
+A perturbed A_bar is pulled back inside the unit circle (|A_bar| <= :data:`A_BAR_MAX_ABS`, phase
+kept): noise of a few percent of max|A_bar| ~ 1 would otherwise put slow modes outside it, and
+A_bar^L explodes over a 784-step sequence (a chip's state register and ADC saturate instead; a
+convolution kernel cannot). The slow modes that noise would destabilize are thus trained at the
+edge of stability, as the crossbar's saturating periphery runs them.
+
 Components (the names of ``--train-noise-on``): A_bar, B_bar, C, D (the discrete SSM of every
 layer), encoder, mix, decoder (dense weight and bias). QS4D's experiments perturb A_bar alone.
 """
@@ -42,6 +48,7 @@ NOISE_COMPONENTS = ("A_bar", "B_bar", "C", "D", "encoder", "mix", "decoder")
 SSM_COMPONENTS = ("A_bar", "B_bar", "C", "D")
 NOISE_KINDS = ("gaussian", "pcm")
 _PCM = PCMDevice(PCMConfig())  # the fitted device; sigma_P / g_max is independent of g_max
+A_BAR_MAX_ABS = 1.0 - 1e-4  # bound of a noisy A_bar's magnitude during noise-aware training
 _NAME = re.compile(r"^(?:blocks\.\d+\.)?(A_bar|B_bar|C|D|encoder|mix|decoder)(?:\.(weight|bias))?$")
 
 
@@ -141,11 +148,16 @@ def add_noise(tensors: Sequence[Tensor], config: WeightNoiseConfig,
 
 def noisy_ssm(ssm: DiscreteSSM, config: WeightNoiseConfig,
               generator: torch.Generator | None = None) -> DiscreteSSM:
-    """The discrete SSM with the selected ones of A_bar, B_bar, C, D perturbed (each its own w_max)."""
+    """The discrete SSM with the selected ones of A_bar, B_bar, C, D perturbed (each its own w_max);
+    a perturbed A_bar is kept inside the unit circle (module docstring)."""
     parts = []
     for name in SSM_COMPONENTS:
         t = getattr(ssm, name)
-        parts.append(add_noise((t,), config, generator)[0] if config.applies_to(name) else t)
+        if config.applies_to(name):
+            t = add_noise((t,), config, generator)[0]
+            if name == "A_bar":  # a constant rescale: gradients pass straight through
+                t = t * (A_BAR_MAX_ABS / t.detach().abs().clamp_min(1e-30)).clamp(max=1.0)
+        parts.append(t)
     return DiscreteSSM(*parts)
 
 

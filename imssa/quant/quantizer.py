@@ -408,7 +408,8 @@ class FakeQuantizer(nn.Module):
         if not self.enabled:
             return None
         scale, zero_point = self.scale_zero_point()
-        return StateQuant(scale, zero_point, self.qmin, self.qmax)
+        return StateQuant(scale, zero_point, self.qmin, self.qmax,
+                          stochastic=self.spec.rounding == "stochastic")
 
     def levels(self, v: Tensor | None = None) -> Tensor:
         """All representable values per group, (G, n); complex tensors give the complex grid."""

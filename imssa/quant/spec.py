@@ -22,6 +22,7 @@ Granularity = Literal["tensor", "head", "mode"]
 Calibration = Literal["minmax", "percentile", "maxabs"]
 ABarForm = Literal["cartesian", "polar"]
 GeluForm = Literal["auto", "exact", "hard"]
+Rounding = Literal["nearest", "stochastic"]
 TargetKind = Literal["weight", "ssm", "state", "activation"]
 
 MIN_BITS, MAX_BITS = 2, 16
@@ -29,6 +30,7 @@ GRANULARITIES = ("tensor", "head", "mode")
 CALIBRATIONS = ("minmax", "percentile", "maxabs")
 A_BAR_FORMS = ("cartesian", "polar")
 GELU_FORMS = ("auto", "exact", "hard")
+ROUNDINGS = ("nearest", "stochastic")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +48,10 @@ class QuantSpec:
         percentile: the percentile for ``calibration="percentile"``, in (50, 100].
         dynamic: activations only: ranges from each input sample instead of calibration.
         bound: a fixed range [-bound, bound] instead of calibration (e.g. the state's clip bound).
+        rounding: ``nearest`` (half to even), or ``stochastic`` for the state x only: round up
+            with probability equal to the fraction, an unbiased dither (a random number per
+            state update, e.g. from an LFSR). Nearest rounding has a dead zone: a slow mode whose
+            per-step change is below half a step never moves (docs/quantization.md).
     """
 
     bits: int | None = None
@@ -55,6 +61,7 @@ class QuantSpec:
     percentile: float = 99.999
     dynamic: bool = False
     bound: float | None = None
+    rounding: Rounding = "nearest"
 
     def __post_init__(self) -> None:
         if self.bits is not None and (isinstance(self.bits, bool) or not isinstance(self.bits, int)
@@ -67,6 +74,9 @@ class QuantSpec:
         if self.calibration not in CALIBRATIONS:
             raise ImssaError(f"QuantSpec.calibration must be one of {', '.join(CALIBRATIONS)}, "
                              f"got {self.calibration!r}")
+        if self.rounding not in ROUNDINGS:
+            raise ImssaError(f"QuantSpec.rounding must be one of {', '.join(ROUNDINGS)}, "
+                             f"got {self.rounding!r}")
         if isinstance(self.percentile, bool) or not isinstance(self.percentile, (int, float)) \
                 or not 50.0 < self.percentile <= 100.0:
             raise ImssaError(f"QuantSpec.percentile must be in (50, 100], got {self.percentile}")
@@ -252,6 +262,9 @@ def _check_target(name: str, spec: QuantSpec, where: str | None = None) -> None:
     if spec.granularity == "mode" and kind != "state":
         raise ImssaError(f"{where}: granularity 'mode' (one range per head and mode) exists only "
                          "for the state x; use 'tensor' or 'head'")
+    if spec.rounding == "stochastic" and kind != "state":
+        raise ImssaError(f"{where}: rounding 'stochastic' exists only for the state x (a dither "
+                         "of the state register); other targets round to nearest")
     if spec.dynamic and kind != "activation":
         raise ImssaError(f"{where}: dynamic=True applies to activations only; weight and SSM "
                          "tensor ranges always follow the tensor itself (until freeze_ranges()), "

@@ -3,7 +3,9 @@
 x[k] = Q(A_bar x[k-1] + B_bar u[k]),  y[k] = 2 Re(sum_n C x[k]) + D u[k]
 
 Q rounds real and imaginary parts to one integer grid per (channel, mode) and clips them to
-[qmin, qmax] (the state bound); gradients pass straight through inside the range (STE).
+[qmin, qmax] (the state bound); gradients pass straight through inside the range (STE). Rounding
+is to nearest, or stochastic (floor(v / scale + U), U ~ Uniform[0, 1) drawn per element and
+step: unbiased, so slow modes whose per-step change is below half a step still integrate).
 ``ssm_scan`` is the single entry point quantization-aware training and quantized inference use.
 
 Two implementations compute the same function: ``ssm_scan_reference``, a per-step PyTorch loop
@@ -40,12 +42,15 @@ class StateQuant:
         scale: broadcastable to (H, N/2), > 0. A constant: no gradient flows to it.
         zero_point: same shape as scale, integer-valued. A constant too.
         qmin, qmax: integer range; values outside are clipped (the state bound).
+        stochastic: round up with probability equal to the fraction (torch's global RNG on the
+            reference path, a seed drawn from it on the Triton path) instead of to nearest.
     """
 
     scale: Tensor
     zero_point: Tensor
     qmin: int
     qmax: int
+    stochastic: bool = False
 
     def __post_init__(self) -> None:
         if int(self.qmin) != self.qmin or int(self.qmax) != self.qmax or self.qmin >= self.qmax:
@@ -63,7 +68,9 @@ class StateQuant:
 
     def _real(self, v: Tensor) -> Tensor:
         s, zp = self.scale.detach(), self.zero_point.detach()
-        q = torch.clamp(torch.round(v / s) + zp, self.qmin, self.qmax)
+        r = v.detach() / s
+        r = torch.floor(r + torch.rand_like(r)) if self.stochastic else torch.round(r)
+        q = torch.clamp(r + zp, self.qmin, self.qmax)
         vq = (q - zp) * s  # exactly on the grid
         lo, hi = self.bounds()
         # STE: the value is vq exactly (v_clipped - v_clipped.detach() is exactly 0); the
@@ -152,4 +159,4 @@ def ssm_scan(A_bar: Tensor, B_bar: Tensor, C: Tensor, D: Tensor, u: Tensor,
     return ssm_scan_triton(A_bar, B_bar, C, D, u,
                            torch.broadcast_to(state_quant.scale, shape),
                            torch.broadcast_to(state_quant.zero_point, shape),
-                           state_quant.qmin, state_quant.qmax)
+                           state_quant.qmin, state_quant.qmax, state_quant.stochastic)

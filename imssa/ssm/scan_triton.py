@@ -28,7 +28,10 @@ parameter gradients over k in registers and writes one partial per b; torch sums
 (deterministic, no atomics). The skip term D u and its gradients are left to torch autograd.
 
 Quantization matches torch bit for bit: z / scale with IEEE division (``div_rn``), round half to
-even (torch.round) from floor, clamp to [qmin, qmax], (q - zero) * scale.
+even (torch.round) from floor, clamp to [qmin, qmax], (q - zero) * scale. Stochastic rounding
+(floor(z / scale + U)) draws U with Philox (``tl.rand``) keyed by a seed taken from torch's RNG
+per call plus the step, at one offset per (b, channel, mode, re/im): the same law as the
+reference, other numbers. Backward needs no draws: the mask depends on z only.
 """
 
 from __future__ import annotations
@@ -66,11 +69,18 @@ def _quantize(z, s, zp, qmin, qmax):
 
 
 @triton.jit
+def _quantize_stochastic(z, s, zp, qmin, qmax, seed, offset):
+    q = tl.floor(tl.math.div_rn(z, s) + tl.rand(seed, offset)) + zp
+    q = tl.minimum(tl.maximum(q, qmin), qmax)
+    return (q - zp) * s
+
+
+@triton.jit
 def _ssm_scan_fwd_kernel(
     u_ptr, y_ptr, xr_ptr, xi_ptr,  # u, y: (B L H); xr, xi: (B L H N2)
     a_ptr, b_ptr, c_ptr, q_ptr,  # a, b, c: (2 H N2) re/im planes; q: (4 H N2) scale/zero/lo/hi
-    L, H, N2, qmin, qmax,
-    QUANT: tl.constexpr, STORE: tl.constexpr,
+    L, H, N2, qmin, qmax, seed,
+    QUANT: tl.constexpr, STOCH: tl.constexpr, STORE: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
@@ -91,6 +101,7 @@ def _ssm_scan_fwd_kernel(
         zp = tl.load(q_ptr + HN + hn, mask=mask, other=0.0)
 
     row = pid_b * L * H  # offset of u[b, 0, 0]
+    draw = (pid_b * HN + hn) * 2  # Philox offsets of the re/im draws of (b, h, n), every step
     xr = tl.zeros((BLOCK_H, BLOCK_N), dtype=tl.float32)
     xi = tl.zeros((BLOCK_H, BLOCK_N), dtype=tl.float32)
     u_cur = tl.load(u_ptr + row + offs_h, mask=mask_h, other=0.0)
@@ -102,8 +113,12 @@ def _ssm_scan_fwd_kernel(
                         other=0.0)
         xr, xi = _step(xr, xi, ar, ai, br, bi, u_cur)
         if QUANT:
-            xr = _quantize(xr, s, zp, qmin, qmax)
-            xi = _quantize(xi, s, zp, qmin, qmax)
+            if STOCH:
+                xr = _quantize_stochastic(xr, s, zp, qmin, qmax, seed + k, draw)
+                xi = _quantize_stochastic(xi, s, zp, qmin, qmax, seed + k, draw + 1)
+            else:
+                xr = _quantize(xr, s, zp, qmin, qmax)
+                xi = _quantize(xi, s, zp, qmin, qmax)
         y = 2.0 * tl.sum(cr * xr - ci * xi, axis=1)  # (BH)
         tl.store(y_ptr + row + offs_h, y, mask=mask_h)
         if STORE:
@@ -227,7 +242,7 @@ class _SSMScanFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, A_bar: Tensor, B_bar: Tensor, C: Tensor, u: Tensor, qpack: Tensor | None,
-                qmin: int, qmax: int) -> Tensor:
+                qmin: int, qmax: int, stochastic: bool) -> Tensor:
         Bsz, L, H = u.shape
         N2 = A_bar.shape[-1]
         u = u.contiguous()
@@ -240,11 +255,15 @@ class _SSMScanFunction(torch.autograd.Function):
         else:
             xr = xi = y  # never written: STORE is off
         quant = qpack is not None
+        stoch = quant and stochastic
+        # a Philox key per call from torch's RNG (so torch.manual_seed reproduces the draws)
+        seed = int(torch.randint(0, 2**31 - 1 - L, ())) if stoch else 0
         BLOCK_H, BLOCK_N, num_warps = _launch_config(H, N2)
         grid = (Bsz, triton.cdiv(H, BLOCK_H))
         _ssm_scan_fwd_kernel[grid](
             u, y, xr, xi, a, b, c, qpack if quant else a, L, H, N2, float(qmin), float(qmax),
-            QUANT=quant, STORE=store, BLOCK_H=BLOCK_H, BLOCK_N=BLOCK_N, num_warps=num_warps)
+            seed, QUANT=quant, STOCH=stoch, STORE=store, BLOCK_H=BLOCK_H, BLOCK_N=BLOCK_N,
+            num_warps=num_warps)
         if store:
             ctx.save_for_backward(u, xr, xi, a, b, c, qpack)
         return y
@@ -268,16 +287,16 @@ class _SSMScanFunction(torch.autograd.Function):
         gA = torch.complex(g[0], g[1]) if need[0] else None
         gB = torch.complex(g[2], g[3]) if need[1] else None
         gC = torch.complex(g[4], g[5]) if need[2] else None
-        return gA, gB, gC, (gu if need[3] else None), None, None, None
+        return gA, gB, gC, (gu if need[3] else None), None, None, None, None
 
 
 def ssm_scan_triton(A_bar: Tensor, B_bar: Tensor, C: Tensor, D: Tensor, u: Tensor,
                     scale: Tensor | None = None, zero_point: Tensor | None = None,
-                    qmin: int = 0, qmax: int = 0) -> Tensor:
+                    qmin: int = 0, qmax: int = 0, stochastic: bool = False) -> Tensor:
     """The scan by the fused kernels. Shapes as :func:`imssa.ssm.scan.ssm_scan`, float32/complex64.
 
     scale, zero_point: (H, N/2) float32 state quantization (None: no quantization); they are
-    constants here (no gradient).
+    constants here (no gradient). stochastic: stochastic instead of nearest rounding.
     """
     qpack = None
     if scale is not None:
@@ -286,5 +305,5 @@ def ssm_scan_triton(A_bar: Tensor, B_bar: Tensor, C: Tensor, D: Tensor, u: Tenso
         lo = (qmin - zp) * s  # as StateQuant computes its clip range
         hi = (qmax - zp) * s
         qpack = torch.stack((s, zp, lo, hi)).contiguous()  # (4 H N2)
-    y = _SSMScanFunction.apply(A_bar, B_bar, C, u, qpack, qmin, qmax)
+    y = _SSMScanFunction.apply(A_bar, B_bar, C, u, qpack, qmin, qmax, stochastic)
     return y + D * u
