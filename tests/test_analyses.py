@@ -56,6 +56,9 @@ def test_target_config_quantizes_one_target_only():
     polar = an.target_config("A_bar", 4, "polar-head")
     assert polar.a_bar_form == "polar" and polar.A_bar.granularity == "head"
     assert an.target_config("A_bar", 4, "tensor-sym").a_bar_form == "cartesian"
+    sr = an.target_config("x", 6, "mode-sym-sr")
+    assert sr.x.rounding == "stochastic" and an.VARIANTS["mode-sym-sr"].rounding == "stochastic"
+    assert not an.VARIANTS["mode-sym-sr"].applies_to("C")
     dyn = an.target_config("ssm_output", 5, "dynamic-head")
     assert dyn.ssm_output.dynamic and dyn.ssm_output.granularity == "head"
 

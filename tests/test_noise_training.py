@@ -246,8 +246,13 @@ def test_qat_fp_with_train_noise_end_to_end(tmp_path):
     assert metrics["qat"]["train_noise"] == 0.05
     assert metrics["quant"]["preset"] == "fp"
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and len(metrics["history"]["loss"]) == 1
-    # the recorded settings read back equal, so --resume accepts the finished run
+    # the recorded settings read back equal, so --resume accepts the finished run, also when it
+    # was recorded before a newer setting existed (the default fills in); other settings are refused
+    config = json.loads((out / "config.json").read_text())
+    del config["quant"]["x_rounding"]
+    (out / "config.json").write_text(json.dumps(config))
     assert main([*args, "--resume"]) == 0
+    assert main([*args[:-2], "--lr", "0.5", "--out", str(out), "--resume"]) == 2
     # QS4D's setting: A_bar alone, through the PCM model
     out2 = tmp_path / "qat-pcm"
     assert main(["qat", str(run), "--preset", "W8A8", "--train-noise", "1", "--train-noise-on",

@@ -122,6 +122,10 @@ class Variant:
     def ranges(self) -> str:
         return "dynamic" if self.spec.get("dynamic", False) else "static"
 
+    @property
+    def rounding(self) -> str:
+        return str(self.spec.get("rounding", "nearest"))
+
 
 _ALL_KINDS = ("weight", "ssm", "state", "activation")
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
@@ -137,6 +141,11 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             description="state only: one static range per (head, mode), symmetric grid"),
     Variant("mode-asym", {"granularity": "mode", "symmetric": False}, ("state",),
             description="state only: one static range per (head, mode), grid with a zero point"),
+    Variant("head-sym-sr", {"granularity": "head", "symmetric": True, "rounding": "stochastic"},
+            ("state",), description="state only: per head, symmetric, stochastic rounding"),
+    Variant("mode-sym-sr", {"granularity": "mode", "symmetric": True, "rounding": "stochastic"},
+            ("state",),
+            description="state only: per (head, mode), symmetric, stochastic rounding"),
     Variant("dynamic-tensor", {"granularity": "tensor", "symmetric": False, "dynamic": True},
             ("activation",),
             description="activations only: range of each input sample, per tensor"),
@@ -385,6 +394,7 @@ def sensitivity(run: str | Path, bits: Iterable[int] = DEFAULT_BITS,
             "granularity": ("variant", [v.granularity for v in vs]),
             "symmetric": ("variant", [v.symmetric for v in vs]),
             "ranges": ("variant", [v.ranges for v in vs]),
+            "rounding": ("variant", [v.rounding for v in vs]),
             "a_bar_form": ("variant", [v.a_bar_form for v in vs]),
             "variant_description": ("variant", [v.description for v in vs]),
         },

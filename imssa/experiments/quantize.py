@@ -163,6 +163,12 @@ def ptq(run: str | Path, qcfg: QuantRunConfig, out: str | Path | None = None,
     return metrics
 
 
+def _qat_config(run: str | Path, qcfg: QuantRunConfig, tcfg: QATConfig) -> dict:
+    """The settings a QAT folder records, through JSON (tuples become lists, as read back)."""
+    return json.loads(json.dumps(
+        {"run": str(run), "quant": dataclasses.asdict(qcfg), "qat": dataclasses.asdict(tcfg)}))
+
+
 def qat(run: str | Path, qcfg: QuantRunConfig, tcfg: QATConfig, out: str | Path,
         device: str = "auto", data_dir: str | None = None, limit: int | None = None,
         resume: bool = False) -> dict:
@@ -175,12 +181,16 @@ def qat(run: str | Path, qcfg: QuantRunConfig, tcfg: QATConfig, out: str | Path,
     if tcfg.parameterization == "polar":
         qcfg = dataclasses.replace(qcfg, a_form="polar")
     param = "continuous" if tcfg.parameterization == "polar" else tcfg.parameterization
-    # through JSON, so the tuples compare equal to the lists read back on --resume
-    config = json.loads(json.dumps(
-        {"run": str(run), "quant": dataclasses.asdict(qcfg), "qat": dataclasses.asdict(tcfg)}))
-    if resume and (out / "config.json").exists() and \
-            {k: read_json(out / "config.json").get(k) for k in config} != config:
-        raise ImssaError(f"--resume: {out} was started with other settings; use a new --out")
+    config = _qat_config(run, qcfg, tcfg)
+    if resume and (out / "config.json").exists():
+        saved = read_json(out / "config.json")
+        try:  # through the dataclasses: fields added since the run started take their defaults
+            same = _qat_config(saved["run"], QuantRunConfig(**saved["quant"]),
+                               QATConfig(**saved["qat"])) == config
+        except (KeyError, TypeError, ImssaError):
+            same = False
+        if not same:
+            raise ImssaError(f"--resume: {out} was started with other settings; use a new --out")
     if not resume and (out / "metrics.json").exists():
         raise ImssaError(f"{out} already holds a finished QAT run; choose a new --out or --resume")
     cfg, qmodel, data, dev, info = _prepare(run, qcfg, param, device, data_dir, limit)
