@@ -14,9 +14,9 @@ QAT="--batch-size 256 --lr 2e-3 --data-dir $DATA --resume"
 BEST="--param polar --x-granularity mode"
 run=$FP/smnist-s4d-64-seed0
 {
-  # wider models for the width analysis (the PTQ trend, not the best accuracy: 10 and 5 epochs)
+  # wider models for the width analysis (the PTQ trend, not the best accuracy: 10 and 4 epochs)
   echo "train --task smnist --model s4d-256 --epochs 10 --seed 0 --data-dir $DATA --resume --out $OUT/smnist-s4d-256-seed0"
-  echo "train --task smnist --model s4d-512 --epochs 5 --seed 0 --data-dir $DATA --resume --out $OUT/smnist-s4d-512-seed0"
+  echo "train --task smnist --model s4d-512 --epochs 4 --seed 0 --data-dir $DATA --resume --out $OUT/smnist-s4d-512-seed0"
   # 6/6: longer QAT, and the SSM dynamics (Delta, A) allowed to move 10x faster
   for seed in 0 1 2; do
     echo "qat $FP/smnist-s4d-64-seed$seed --preset W4A6 --a-bits 6 --x-bits 6 $BEST $QAT --epochs 20 --ssm-lr 1e-3 --seed $seed --out $OUT/qat-W4A6-6-6-e20-ssm1e-3-s4d-64-s$seed"

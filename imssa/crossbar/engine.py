@@ -4,7 +4,7 @@ Data flow of one inference (``CrossbarS4D.forward``), everything vectorized over
 (leading dim z) and sequences (B):
 
     u (B, L, d_in) -> DAC -> encoder tiles -> ADC                      x (z, B, L, H)
-    per layer, for k = 1..L (the only Python loop):
+    per layer, for k = 1..L (the only Python loop, or one fused Triton launch: scan_backend):
         state columns:  s[k] = register(decode(ADC(A DAC(s[k-1]) + B DAC(u[k]))) * alpha)
         output columns: y[k] = sum_pieces ADC(C DAC(s[k]) + D DAC(u[k])) * alpha
     GELU (digital) -> DAC -> mixing tiles (H -> 2H) -> ADC -> GLU, residual (digital)
@@ -28,6 +28,7 @@ at design time.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -42,11 +43,41 @@ from imssa.errors import ImssaError
 from imssa.mapping import MappingConfig, map_model
 from imssa.quant import RangeObserver
 from imssa.ssm import DiscreteSSM, S4DModel
+from imssa.ssm.scan import _triton_available
 
 DIGITAL_PARTS: tuple[str, ...] = ("encoder", "A", "B", "C", "D", "mix", "decoder")
 #: Dense layers run over all time steps at once, in chunks of rows holding at most this many
 #: output elements (chips x rows x columns), to bound the memory of long sequences.
 DENSE_CHUNK_ELEMENTS = 2**26
+SCAN_BACKENDS: tuple[str, ...] = ("auto", "triton", "torch")
+
+
+def scan_backend(x: Tensor) -> str:
+    """"triton" or "torch": what runs the recurrent loop of a layer whose parts A, B, C, D are all
+    analog, in a forward pass, for the layer input x. "triton" is one launch of the fused kernel
+    (:mod:`imssa.crossbar.scan_triton`, same arithmetic, its own random draws), "torch" the step
+    loop of ``_Pass.scan``. The environment variable ``IMSSA_CROSSBAR_SCAN`` chooses:
+
+    - unset or ``auto``: Triton for float32 tensors on CUDA when triton imports, else torch;
+    - ``triton``: Triton for float32 tensors, also on CPU in Triton's interpreter (set
+      ``TRITON_INTERPRET=1`` before triton is first imported; for tests);
+    - ``torch``: always the loop.
+    """
+    choice = os.environ.get("IMSSA_CROSSBAR_SCAN", "auto").strip().lower() or "auto"
+    if choice not in SCAN_BACKENDS:
+        raise ImssaError(f"environment variable IMSSA_CROSSBAR_SCAN={choice!r}; allowed: "
+                         f"{', '.join(SCAN_BACKENDS)}")
+    if choice == "torch" or x.dtype != torch.float32 or x.numel() == 0:
+        return "torch"
+    if choice == "auto":
+        return "triton" if x.is_cuda and _triton_available() else "torch"
+    if not _triton_available():
+        raise ImssaError("IMSSA_CROSSBAR_SCAN=triton but triton cannot be imported; install "
+                         "triton or unset IMSSA_CROSSBAR_SCAN")
+    if not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ImssaError("IMSSA_CROSSBAR_SCAN=triton needs CUDA tensors, or TRITON_INTERPRET=1 "
+                         "to run the kernel in Triton's interpreter on CPU")
+    return "triton"
 
 
 def _part(name: str) -> str:
@@ -314,6 +345,13 @@ class _Pass:
         tA, tB, tC, tD = (tiles.get(p + k) for k in "ABCD")
         arrays = {k: self.arrays(t) for k, t in zip("ABCD", (tA, tB, tC, tD)) if t is not None}
         alpha_ab, alpha_cd = self.alpha(p + "AB"), self.alpha(p + "CD")
+        if (self.observe is None and self.quantize and len(arrays) == 4  # A, B, C, D analog
+                and scan_backend(x) == "triton"):
+            from imssa.crossbar.scan_triton import crossbar_scan
+
+            return crossbar_scan(self.dac(p + "u", x), *arrays.values(), alpha_ab, alpha_cd,
+                                 {k: self.range(p + k, x) for k in ("AB", "CD", "x", "state")},
+                                 self.cfg, self.generator)
         state_tile = tA if tA is not None else tB
         out_tile = tC if tC is not None else tD
         # digital parts as real pairs
