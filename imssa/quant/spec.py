@@ -51,7 +51,7 @@ class QuantSpec:
         rounding: ``nearest`` (half to even), or ``stochastic`` for the state x only: round up
             with probability equal to the fraction, an unbiased dither (a random number per
             state update, e.g. from an LFSR). Nearest rounding has a dead zone: a slow mode whose
-            per-step change is below half a step never moves (docs/quantization.md).
+            per-step change is below half a step never moves (docs/results.md, "Stochastic rounding of the state").
     """
 
     bits: int | None = None
