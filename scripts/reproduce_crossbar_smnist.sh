@@ -35,32 +35,33 @@ NP=${NP:-$OUT/noise-pcm-1.0}      # the PCM-noise-trained one
 SIM="--chips $CHIPS --limit $LIMIT --data-dir $DATA"
 PCM="--device pcm --dac-bits 8 --adc-bits 8"
 D1="--t-inference 1d --compensation global --digital A"
+job() { [ -f "${1##* }" ] || echo "$1"; }   # a job whose NetCDF exists is done: skip it
 {
   for m in fp:$FP qat:$OUT/qat-W8A8 noise-0.02:$OUT/noise-gauss-0.02 noise-0.03:$OUT/noise-gauss-0.03 \
            noise-0.05:$OUT/noise-gauss-0.05 noise-pcm:$NP; do
     name=${m%%:*}; run=${m#*:}
-    echo "simulate $run --device gaussian --sweep prog_noise=0,0.005,0.01,0.02,0.05,0.1 --t-inference 0 --digital A $SIM --out $OUT/gaussian-$name.nc"
+    job "simulate $run --device gaussian --sweep prog_noise=0,0.005,0.01,0.02,0.05,0.1 --t-inference 0 --digital A $SIM --out $OUT/gaussian-$name.nc"
   done
   for m in fp:$FP qat:$OUT/qat-W8A8; do
     name=${m%%:*}; run=${m#*:}
-    echo "simulate $run --device gaussian --sweep prog_noise=0,0.001,0.002,0.005,0.01,0.02 --t-inference 0 $SIM --out $OUT/gaussian-all-analog-$name.nc"
+    job "simulate $run --device gaussian --sweep prog_noise=0,0.001,0.002,0.005,0.01,0.02 --t-inference 0 $SIM --out $OUT/gaussian-all-analog-$name.nc"
   done
   for m in fp:$FP qat:$OUT/qat-W8A8 noise-0.03:$NT noise-pcm:$NP; do
     name=${m%%:*}; run=${m#*:}
     for comp in none global; do
-      echo "simulate $run $PCM --t-inference 1s,1h,1d,1y --compensation $comp --digital A $SIM --out $OUT/pcm-$comp-$name.nc"
+      job "simulate $run $PCM --t-inference 1s,1h,1d,1y --compensation $comp --digital A $SIM --out $OUT/pcm-$comp-$name.nc"
     done
   done
-  echo "simulate $FP $PCM --t-inference 1s,1h,1d,1y --compensation global $SIM --out $OUT/pcm-global-all-analog-fp.nc"
+  job "simulate $FP $PCM --t-inference 1s,1h,1d,1y --compensation global $SIM --out $OUT/pcm-global-all-analog-fp.nc"
   # what each mitigation buys at 1 day (global compensation, 8-bit DAC/ADC, A_bar digital)
   for m in fp:$FP noise-pcm:$NP; do
     name=${m%%:*}; run=${m#*:}
-    echo "simulate $run $PCM $D1 --sweep n_devices=1,2,4,8 $SIM --out $OUT/mit-devices-$name.nc"
-    echo "simulate $run $PCM $D1 --sweep verify_tol=0.04,0.02,0.01 $SIM --out $OUT/mit-verify-$name.nc"
+    job "simulate $run $PCM $D1 --sweep n_devices=1,2,4,8 $SIM --out $OUT/mit-devices-$name.nc"
+    job "simulate $run $PCM $D1 --sweep verify_tol=0.04,0.02,0.01 $SIM --out $OUT/mit-verify-$name.nc"
   done
-  echo "simulate $FP $PCM --t-inference 1d --compensation per_column --digital A $SIM --out $OUT/mit-percolumn-fp.nc"
-  echo "simulate $FP --device pcm --dac-bits 10 --adc-bits 10 $D1 $SIM --out $OUT/mit-10bit-fp.nc"
-  echo "simulate $FP $PCM --t-inference 1d --compensation global --digital A,B,C,D $SIM --out $OUT/mit-ssm-digital-fp.nc"
-  echo "simulate $NP $PCM $D1 --n-devices 4 --sweep verify_tol=0.04,0.02 $SIM --out $OUT/mit-devices4-verify-noise-pcm.nc"
+  job "simulate $FP $PCM --t-inference 1d --compensation per_column --digital A $SIM --out $OUT/mit-percolumn-fp.nc"
+  job "simulate $FP --device pcm --dac-bits 10 --adc-bits 10 $D1 $SIM --out $OUT/mit-10bit-fp.nc"
+  job "simulate $FP $PCM --t-inference 1d --compensation global --digital A,B,C,D $SIM --out $OUT/mit-ssm-digital-fp.nc"
+  job "simulate $NP $PCM $D1 --n-devices 4 --sweep verify_tol=0.04,0.02 $SIM --out $OUT/mit-devices4-verify-noise-pcm.nc"
 } > "$OUT/sim-jobs.txt"
 bash scripts/run_jobs.sh "$OUT/sim-jobs.txt" "${PARALLEL:-8}"
