@@ -9,7 +9,6 @@ run_one() {
   local line=$1
   local log=${line##*--out }; log=${log%% *}.log
   mkdir -p "$(dirname "$log")"
-  local IFS=$'\n'
   ( set -e; while read -r part; do
       eval "python3 -m imssa $part"
     done <<< "${line// && imssa /$'\n'}" ) > "$log" 2>&1

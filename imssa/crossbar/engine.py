@@ -43,13 +43,13 @@ from imssa.errors import ImssaError
 from imssa.mapping import MappingConfig, map_model
 from imssa.quant import RangeObserver
 from imssa.ssm import DiscreteSSM, S4DModel
-from imssa.ssm.scan import _triton_available
+from imssa.ssm.scan import choose_backend
 
 DIGITAL_PARTS: tuple[str, ...] = ("encoder", "A", "B", "C", "D", "mix", "decoder")
 #: Dense layers run over all time steps at once, in chunks of rows holding at most this many
 #: output elements (chips x rows x columns), to bound the memory of long sequences.
 DENSE_CHUNK_ELEMENTS = 2**26
-SCAN_BACKENDS: tuple[str, ...] = ("auto", "triton", "torch")
+SCAN_BACKENDS: tuple[str, str, str] = ("auto", "triton", "torch")
 
 
 def scan_backend(x: Tensor) -> str:
@@ -63,21 +63,12 @@ def scan_backend(x: Tensor) -> str:
       ``TRITON_INTERPRET=1`` before triton is first imported; for tests);
     - ``torch``: always the loop.
     """
-    choice = os.environ.get("IMSSA_CROSSBAR_SCAN", "auto").strip().lower() or "auto"
-    if choice not in SCAN_BACKENDS:
-        raise ImssaError(f"environment variable IMSSA_CROSSBAR_SCAN={choice!r}; allowed: "
-                         f"{', '.join(SCAN_BACKENDS)}")
-    if choice == "torch" or x.dtype != torch.float32 or x.numel() == 0:
-        return "torch"
-    if choice == "auto":
-        return "triton" if x.is_cuda and _triton_available() else "torch"
-    if not _triton_available():
-        raise ImssaError("IMSSA_CROSSBAR_SCAN=triton but triton cannot be imported; install "
-                         "triton or unset IMSSA_CROSSBAR_SCAN")
-    if not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+    backend = choose_backend("IMSSA_CROSSBAR_SCAN", SCAN_BACKENDS,
+                             x.dtype == torch.float32 and x.numel() > 0, x.is_cuda)
+    if backend == "triton" and not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
         raise ImssaError("IMSSA_CROSSBAR_SCAN=triton needs CUDA tensors, or TRITON_INTERPRET=1 "
                          "to run the kernel in Triton's interpreter on CPU")
-    return "triton"
+    return backend
 
 
 def _part(name: str) -> str:

@@ -151,6 +151,12 @@ class PeripheryConfig:
         return cls(**d)
 
 
+def grid_step(r: Tensor, bits: int) -> Tensor:
+    """Step r / q of the b-bit narrow signed grid of [-r, r], r clamped at EPS_RANGE: the one
+    formula of every converter (and of the fused kernel's precomputed steps)."""
+    return r.clamp_min(EPS_RANGE) / qrange(bits, symmetric=True)[1]
+
+
 def quantize_symmetric(v: Tensor, r: Tensor | float, bits: int) -> Tensor:
     """Round v to the b-bit narrow signed grid of [-r, r] and saturate: a DAC or ADC transfer.
 
@@ -160,7 +166,7 @@ def quantize_symmetric(v: Tensor, r: Tensor | float, bits: int) -> Tensor:
         bits: 2..16.
     """
     q = qrange(bits, symmetric=True)[1]
-    step = torch.as_tensor(r, dtype=v.dtype, device=v.device).clamp_min(EPS_RANGE) / q
+    step = grid_step(torch.as_tensor(r, dtype=v.dtype, device=v.device), bits)
     return torch.round(v / step).clamp_(-q, q).mul_(step)
 
 
@@ -206,7 +212,7 @@ def sense(mean: Tensor, var: Tensor | None, r: Tensor | None, cfg: PeripheryConf
     if r is None:
         raise ImssaError("an ADC with adc_bits set needs calibrated ranges; call calibrate first")
     q = qrange(cfg.adc_bits, symmetric=True)[1]
-    step = r.clamp_min(EPS_RANGE) / q
+    step = grid_step(r, cfg.adc_bits)
     return mean.div_(step).round_().clamp_(-q, q).mul_(step)
 
 

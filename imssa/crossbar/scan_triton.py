@@ -28,7 +28,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from imssa.crossbar.periphery import EPS_RANGE, PeripheryConfig
+from imssa.crossbar.periphery import PeripheryConfig, grid_step
 from imssa.crossbar.tile import SensedArrays
 from imssa.quant import qrange
 from imssa.ssm.scan_triton import _quantize
@@ -187,11 +187,6 @@ def _launch_config(B: int, N2: int) -> tuple[int, int, int]:
     return BLOCK_B, BLOCK_N, num_warps
 
 
-def _grid_step(r: Tensor, bits: int) -> Tensor:
-    """Step of the b-bit narrow signed grid of [-r, r], as the periphery computes it."""
-    return r.clamp_min(EPS_RANGE) / qrange(bits, symmetric=True)[1]
-
-
 def _adc(r: Tensor | None, cfg: PeripheryConfig, shape: tuple[int, ...],
          ref: Tensor) -> tuple[Tensor, Tensor]:
     """ADC steps and output-noise variances of a column group (``periphery.sense``), broadcast
@@ -199,7 +194,7 @@ def _adc(r: Tensor | None, cfg: PeripheryConfig, shape: tuple[int, ...],
     step = var = torch.zeros((), dtype=ref.dtype, device=ref.device)
     if r is not None:
         if cfg.adc_bits is not None:
-            step = _grid_step(r, cfg.adc_bits)
+            step = grid_step(r, cfg.adc_bits)
         if cfg.output_noise > 0:
             var = (cfg.output_noise * r).square()
     return torch.broadcast_to(step, shape), torch.broadcast_to(var, shape)
@@ -252,8 +247,8 @@ def crossbar_scan(u: Tensor, A: SensedArrays, B: SensedArrays, C: SensedArrays, 
     chv = torch.stack(torch.broadcast_tensors(D.W, var(D), step_cd[:, 0], nv_cd[:, 0], a_cd),
                       -1).contiguous()  # (z H 5)
     reg = 2 if cfg.state_bits is not None else 1 if cfg.state_clip is not None else 0
-    step_x = _grid_step(ranges["x"], cfg.dac_bits) if cfg.dac_bits is not None else ones
-    step_s = _grid_step(ranges["state"], cfg.state_bits) if reg == 2 else ones
+    step_x = grid_step(ranges["x"], cfg.dac_bits) if cfg.dac_bits is not None else ones
+    step_s = grid_step(ranges["state"], cfg.state_bits) if reg == 2 else ones
     clip = torch.tensor(cfg.state_clip or 0.0, dtype=u.dtype, device=dev)
     scal = torch.stack([step_x, step_s, clip])  # state DAC step, register step, state clip
 

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from imssa.errors import ImssaError
 
-SCAN_BACKENDS = ("auto", "triton", "reference")
+SCAN_BACKENDS: tuple[str, str, str] = ("auto", "triton", "reference")
 
 
 @dataclass(frozen=True)
@@ -94,23 +94,29 @@ def ssm_scan_reference(A_bar: Tensor, B_bar: Tensor, C: Tensor, D: Tensor, u: Te
 
 def scan_backend(A_bar: Tensor, B_bar: Tensor, C: Tensor, u: Tensor) -> str:
     """``"triton"`` or ``"reference"``: what ``ssm_scan`` runs for these inputs (see module doc)."""
-    choice = os.environ.get("IMSSA_SCAN", "auto").strip().lower() or "auto"
-    if choice not in SCAN_BACKENDS:
-        raise ImssaError(f"environment variable IMSSA_SCAN={choice!r}; allowed: "
-                         f"{', '.join(SCAN_BACKENDS)}")
-    if choice == "reference":
-        return "reference"
-    if any(t.dtype != torch.complex64 for t in (A_bar, B_bar, C)) or u.dtype != torch.float32:
-        return "reference"
-    if choice == "auto" and not u.is_cuda:
-        return "reference"
-    if u.shape[0] * u.shape[1] == 0:  # nothing to scan: the reference returns the empty result
-        return "reference"
+    eligible = (all(t.dtype == torch.complex64 for t in (A_bar, B_bar, C))
+                and u.dtype == torch.float32
+                and u.shape[0] * u.shape[1] > 0)  # nothing to scan: the reference returns it
+    return choose_backend("IMSSA_SCAN", SCAN_BACKENDS, eligible, u.is_cuda)
+
+
+def choose_backend(env: str, backends: tuple[str, str, str], eligible: bool, cuda: bool) -> str:
+    """``"triton"`` or the fallback ``backends[2]``, as the environment variable ``env`` chooses
+    among ``backends`` = (auto, triton, fallback): auto takes Triton for eligible CUDA tensors
+    when triton imports; triton takes it wherever the tensors are eligible (on CPU in Triton's
+    interpreter); the fallback always. A bad value, or triton forced but not importable, raises
+    an error naming ``env``."""
+    fallback = backends[2]
+    choice = os.environ.get(env, "auto").strip().lower() or "auto"
+    if choice not in backends:
+        raise ImssaError(f"environment variable {env}={choice!r}; allowed: {', '.join(backends)}")
+    if choice == fallback or not eligible or (choice == "auto" and not cuda):
+        return fallback
     if not _triton_available():
         if choice == "triton":
-            raise ImssaError("IMSSA_SCAN=triton but triton cannot be imported; install triton "
-                             "or unset IMSSA_SCAN")
-        return "reference"
+            raise ImssaError(f"{env}=triton but triton cannot be imported; install triton or "
+                             f"unset {env}")
+        return fallback
     return "triton"
 
 
