@@ -47,7 +47,7 @@ def _inputs(B=3, L=6, d=2, dtype=torch.float64, seed=1) -> torch.Tensor:
 @pytest.mark.parametrize("encoding", ENCODINGS)
 @pytest.mark.parametrize("tile", [4, 256])
 def test_ideal_crossbar_equals_digital_recurrent(encoding, tile):
-    """Ideal devices and periphery: logits equal forward_recurrent on every chip (float64)."""
+    """Ideal devices and periphery: logits equal recurrent mode on every chip (float64)."""
     model, u = _model(), _inputs()
     mapping = MappingConfig(g_min=1.0, g_max=25.0, tile_rows=tile, tile_cols=tile,
                             encoding=encoding)
@@ -58,7 +58,7 @@ def test_ideal_crossbar_equals_digital_recurrent(encoding, tile):
     xbar.set_time(0.0)
     logits = xbar(u)
     assert logits.shape == (2, 3, 3) and logits.dtype == torch.float64
-    expected = model.forward_recurrent(u).detach()
+    expected = model(u, mode="recurrent").detach()
     torch.testing.assert_close(logits, expected.expand(2, -1, -1), rtol=0, atol=1e-9)
 
 
@@ -66,7 +66,7 @@ def test_float32_crossbar_within_float_tolerance():
     model, u = _model(torch.float32), _inputs(dtype=torch.float32)
     xbar = CrossbarS4D(model, MappingConfig(), IdealDevice())
     xbar.set_time(0.0)
-    torch.testing.assert_close(xbar(u)[0], model.forward_recurrent(u).detach(), rtol=1e-4,
+    torch.testing.assert_close(xbar(u)[0], model(u, mode="recurrent").detach(), rtol=1e-4,
                                atol=1e-4)
 
 
@@ -131,7 +131,7 @@ def test_quantized_periphery_equals_fake_quantized_digital(encoding, granularity
     logits = xbar(u)[0]
     with torch.no_grad():
         expected = _fake_quant_forward(model, ranges, pc, u)
-        exact = model.forward_recurrent(u)
+        exact = model(u, mode="recurrent")
     torch.testing.assert_close(logits, expected, rtol=0, atol=1e-9)
     assert (logits - exact).abs().max() > 1e-3  # the quantizers did act
 
@@ -267,7 +267,7 @@ def test_chips_differ_and_are_seeded():
     assert not torch.equal(a, run(1))
     assert not torch.equal(a, run(0, noise_seed=8))  # same chips, other read noise
     assert not torch.allclose(a[0], a[1]) and not torch.allclose(a[1], a[2])
-    torch.testing.assert_close(a.mean(0), model.forward_recurrent(u).detach(), rtol=0, atol=0.5)
+    torch.testing.assert_close(a.mean(0), model(u, mode="recurrent").detach(), rtol=0, atol=0.5)
     # a generator as the seed
     xbar = CrossbarS4D(model, MappingConfig(), device, n_chips=3, seed=_gen(0))
     xbar.set_time(0.0, _gen(7))
@@ -303,7 +303,7 @@ def test_drift_compensation_restores_ideal_output_of_drifted_pcm(mode):
     for pc in (PeripheryConfig(), PeripheryConfig(drift_compensation=mode)):
         xbar = CrossbarS4D(model, MappingConfig(), device, pc, n_chips=4)
         xbar.set_time(YEAR)
-        errors.append((xbar(u) - model.forward_recurrent(u).detach()).abs().mean())
+        errors.append((xbar(u) - model(u, mode="recurrent").detach()).abs().mean())
     assert errors[1] < 0.5 * errors[0]
 
 
@@ -332,7 +332,7 @@ def test_digital_A_equals_the_exact_A():
             W = reconstruct(xbar.tiles[name].tensor, xbar.tiles[name].drifted.g[c])
             getattr(chip, name).weight.data, getattr(chip, name).bias.data = W[:, :-1], W[:, -1]
         chip.discrete = lambda ssms=ssms: ssms
-        torch.testing.assert_close(logits[c], chip.forward_recurrent(u).detach(), rtol=0,
+        torch.testing.assert_close(logits[c], chip(u, mode="recurrent").detach(), rtol=0,
                                    atol=1e-9)
     analog = CrossbarS4D(model, MappingConfig(g_min=1.0), device, n_chips=2)
     analog.set_time(0.0)
@@ -340,7 +340,7 @@ def test_digital_A_equals_the_exact_A():
     # everything digital is the digital model itself
     digital = CrossbarS4D(model, MappingConfig(), device, n_chips=2,
                           digital=("encoder", "A", "B", "C", "D", "mix", "decoder"))
-    torch.testing.assert_close(digital(u), model.forward_recurrent(u).detach().expand(2, -1, -1),
+    torch.testing.assert_close(digital(u), model(u, mode="recurrent").detach().expand(2, -1, -1),
                                rtol=0, atol=1e-12)
 
 
@@ -420,5 +420,5 @@ def test_cuda_matches_digital():
     model, u = _model().cuda(), _inputs().cuda()
     xbar = CrossbarS4D(model, MappingConfig(), IdealDevice(), PeripheryConfig(), n_chips=2)
     xbar.set_time(0.0)
-    torch.testing.assert_close(xbar(u), model.forward_recurrent(u).detach().expand(2, -1, -1),
+    torch.testing.assert_close(xbar(u), model(u, mode="recurrent").detach().expand(2, -1, -1),
                                rtol=0, atol=1e-9)

@@ -325,7 +325,7 @@ def test_mapped_model_forward_equals_digital_recurrent():
     model = _model()
     u = torch.randn(2, 6, 2, dtype=torch.float64, generator=_gen(12))
     with torch.no_grad():
-        expected = model.forward_recurrent(u)
+        expected = model(u, mode="recurrent")
         for encoding in ENCODINGS:
             mapped = map_model(model, MappingConfig(g_min=1.0, tile_rows=8, tile_cols=8,
                                                     encoding=encoding))

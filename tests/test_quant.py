@@ -331,7 +331,7 @@ def test_fp_preset_equals_the_unquantized_model():
     qm = QuantizedS4D(model, make_config("fp")).eval()
     u = batches(1)[0]
     with torch.no_grad():
-        torch.testing.assert_close(qm(u), model.forward_recurrent(u))
+        torch.testing.assert_close(qm(u), model(u, mode="recurrent"))
         torch.testing.assert_close(qm(u, mode="conv"), model(u), rtol=1e-5, atol=1e-5)
     assert not qm.hard_gelu
 

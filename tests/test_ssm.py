@@ -50,7 +50,7 @@ def test_conv_equals_recurrent_on_784_steps(dtype, tol):
     model = _random_model(dtype)
     u = torch.randn(3, 784, 3, dtype=dtype)
     with torch.no_grad():
-        conv, rec = model(u), model.forward_recurrent(u)
+        conv, rec = model(u), model(u, mode="recurrent")
     assert (conv - rec).abs().max().item() < tol
 
 
@@ -67,7 +67,7 @@ def test_streaming_step_equals_recurrent_mode():
         state = model.init_state(2)
         for k in range(50):
             logits, state = model.step(u[:, k], state)
-        assert torch.allclose(logits, model.forward_recurrent(u), atol=1e-12)
+        assert torch.allclose(logits, model(u, mode="recurrent"), atol=1e-12)
         # an early stop gives the logits of the prefix
         state = model.init_state(2)
         for k in range(10):
@@ -75,19 +75,15 @@ def test_streaming_step_equals_recurrent_mode():
         assert torch.allclose(logits, model(u[:, :10]), atol=1e-10)
 
 
-def test_state_fn_hook_sees_every_step():
-    model = _random_model(torch.float64, n_layers=1)
-    calls = []
-
-    def clip(x):
-        calls.append(x.shape)
-        return torch.complex(x.real.clamp(-0.01, 0.01), x.imag.clamp(-0.01, 0.01))
-
-    u = torch.randn(2, 20, 3, dtype=torch.float64)
+def test_helpers_equal_the_modes_of_the_layer():
+    """zoh, ssm_kernel and fft_conv are the layer's conv mode; DiscreteSSM.convolve equals it."""
+    layer = _random_model(torch.float64).blocks[0].ssm
+    u = torch.randn(2, 3, 40, 8, dtype=torch.float64)  # two leading batch axes
     with torch.no_grad():
-        clipped = model.forward_recurrent(u, state_fn=clip)
-    assert len(calls) == 20 and calls[0] == (2, 8, 8)
-    assert not torch.allclose(clipped, model.forward_recurrent(u))
+        conv = layer(u)
+        assert conv.shape == u.shape
+        torch.testing.assert_close(layer.discrete().convolve(u), conv, rtol=0, atol=1e-12)
+        torch.testing.assert_close(layer(u, mode="recurrent"), conv, rtol=0, atol=1e-10)
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -96,6 +92,8 @@ def test_bad_inputs_raise_clear_errors():
         model(torch.randn(784, 1))
     with pytest.raises(ImssaError, match="NaN"):
         model(torch.full((1, 10, 1), float("nan")))
+    with pytest.raises(ImssaError, match="mode must be one of conv, recurrent"):
+        model(torch.randn(1, 10, 1), mode="streaming")
     with pytest.raises(ImssaError, match="unknown model preset"):
         preset("s4d-32")
     with pytest.raises(ImssaError, match="d_state"):

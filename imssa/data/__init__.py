@@ -6,12 +6,19 @@ the MNIST IDX files and ``fsdd`` the Free Spoken Digit recordings from a data fo
 ``$IMSSA_DATA_DIR``, or ``~/.cache/imssa/<dataset>``).
 """
 
-from imssa.data.common import DATA_DIR_ENV, Split, TaskData, resolve_data_dir
+from imssa.data.common import (
+    CALIBRATION_SAMPLES,
+    DATA_DIR_ENV,
+    Split,
+    TaskData,
+    calibration_subset,
+    resolve_data_dir,
+)
 from imssa.data.fsdd import LogMelConfig, load_fsdd_raw, log_mel_spectrogram, mel_filterbank
 from imssa.data.idx import read_idx
 from imssa.data.mnist import load_mnist_raw, psmnist_permutation
 from imssa.data.tasks import TASKS, load_task, sdigits_test_indices
 
-__all__ = ["DATA_DIR_ENV", "TASKS", "LogMelConfig", "Split", "TaskData", "load_fsdd_raw",
+__all__ = ["CALIBRATION_SAMPLES", "DATA_DIR_ENV", "TASKS", "LogMelConfig", "Split", "TaskData", "calibration_subset", "load_fsdd_raw",
            "load_mnist_raw", "load_task", "log_mel_spectrogram", "mel_filterbank",
            "psmnist_permutation", "read_idx", "resolve_data_dir", "sdigits_test_indices"]

@@ -108,3 +108,21 @@ class TaskData:
                 "n_test": len(self.test), "n_classes": self.n_classes, "d_input": self.d_input,
                 "seq_len": self.seq_len, "norm_mean": self.norm_mean.tolist(),
                 "norm_std": self.norm_std.tolist(), "source": self.source}
+
+
+#: Training sequences used to calibrate static ranges (quantizers, converters), in every verb.
+CALIBRATION_SAMPLES = 1000
+
+
+def calibration_subset(split: Split, n: int = CALIBRATION_SAMPLES, seed: int = 0) -> Tensor:
+    """The calibration inputs (min(n, len), L, features): a seeded random subset of ``split``.
+
+    The one calibration subset of the package (PTQ, QAT, analyses and the crossbar periphery use
+    it), so accuracies from two commands are comparable. The order depends on ``seed`` only.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ImssaError(f"calibration samples must be an integer >= 1, got {n!r}")
+    if len(split.y) == 0:
+        raise ImssaError("the training split is empty: there is nothing to calibrate on")
+    order = torch.randperm(len(split.y), generator=torch.Generator().manual_seed(seed))
+    return split.x[order[:n]]

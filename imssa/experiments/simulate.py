@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -255,7 +256,7 @@ def simulate(run: str | Path, device: Device | DeviceConfig | Sequence[Device | 
             write_json(result, path)
         return result
 
-    digital = cached("digital", lambda: {"accuracy": accuracy(model.forward_recurrent, split, dev,
+    digital = cached("digital", lambda: {"accuracy": accuracy(functools.partial(model, mode="recurrent"), split, dev,
                                                               config.batch_size)})
     times = config.t_inference
     acc = np.zeros((len(devices), len(times), config.chips))

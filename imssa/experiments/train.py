@@ -9,6 +9,7 @@ checkpoint is written atomically every epoch; ``resume=True`` continues from it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -111,7 +112,7 @@ def model_forward(model: S4DModel, mode: str) -> Forward:
     """The model's forward in ``mode`` ('conv' or 'recurrent')."""
     if mode not in MODES:
         raise ImssaError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
-    return model if mode == "conv" else model.forward_recurrent
+    return functools.partial(model, mode=mode)
 
 
 def train_epochs(model: nn.Module, forward: Forward, data: TaskData, cfg: TrainConfig,

@@ -4,22 +4,22 @@ encoder Linear(d_input -> H) -> n_layers x [S4D -> GELU -> 1x1 conv H -> 2H + GL
 -> mean over time -> decoder Linear(H -> n_classes). No normalization layers, so one layer with
 N = 64 has exactly 2H^2 + 208H + 10 parameters for 10 classes and a scalar input.
 
-The model runs in convolutional mode (``forward``, for training), recurrent mode over a whole
-sequence (``forward_recurrent``), or streaming, one sample at a time (``init_state`` + ``step``),
-as an edge device does.
+The model runs in convolutional mode (``model(u)``, for training), recurrent mode over a whole
+sequence (``model(u, mode="recurrent")``), or streaming, one sample at a time (``init_state`` +
+``step``), as an edge device does.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from imssa.errors import ImssaError
-from imssa.ssm.s4d import DiscreteSSM, S4DLayer, StateFn
+from imssa.ssm.s4d import DiscreteSSM, S4DLayer, check_mode
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,33 +64,51 @@ def preset(name: str, **overrides) -> S4DConfig:
 
 
 class S4DBlock(nn.Module):
-    """S4D -> GELU -> dropout -> 1x1 conv (H -> 2H) + GLU, with a residual around it."""
+    """ssm -> activation (GELU) -> dropout -> mix (1x1 conv H -> 2H) -> glu, plus the residual.
+
+    Every part is a submodule that an execution variant may replace (quantized, analog); the
+    data flow is written here only. Tensors keep a leading batch shape (...), which analog
+    variants extend with a chip axis.
+    """
 
     def __init__(self, cfg: S4DConfig):
         super().__init__()
         self.ssm = S4DLayer(cfg.d_model, cfg.d_state, cfg.dt_min, cfg.dt_max)
+        self.activation: nn.Module = nn.GELU()
         self.dropout = nn.Dropout(cfg.dropout)
         # A 1x1 convolution over time is a Linear on (B, L, H): the layout the model keeps.
-        self.mix = nn.Linear(cfg.d_model, 2 * cfg.d_model)
+        self.mix: nn.Module = nn.Linear(cfg.d_model, 2 * cfg.d_model)
+        self.glu: nn.Module = nn.GLU(dim=-1)
 
     def pointwise(self, u: Tensor, y: Tensor) -> Tensor:
-        """Everything after the SSM, applied per time step. u, y: (..., H) -> (..., H)."""
-        z = self.dropout(F.gelu(y))
-        return u + F.glu(self.mix(z), dim=-1)
+        """Everything after the SSM, per time step. u (block input), y (SSM output): (..., H)."""
+        return u + self.glu(self.mix(self.dropout(self.activation(y))))
 
-    def forward(self, u: Tensor) -> Tensor:
-        return self.pointwise(u, self.ssm(u))
+    def forward(self, u: Tensor, mode: str = "conv") -> Tensor:
+        """u: (..., L, H) -> (..., L, H)."""
+        return self.pointwise(u, self.ssm(u, mode))
+
+    def step(self, u: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """One streaming step. u: (..., H) -> (..., H) and the SSM's new state."""
+        y, state = self.ssm.step(u, state)
+        return self.pointwise(u, y), state
 
 
 class S4DModel(nn.Module):
-    """S4D sequence classifier. Inputs (B, L, d_input), outputs logits (B, n_classes)."""
+    """S4D sequence classifier. Inputs (B, L, d_input), outputs logits (..., B, n_classes).
+
+    The one graph of the package: encoder -> blocks -> mean over time -> decoder, in ``conv``
+    mode (training), ``recurrent`` mode (each layer's SSM step by step over the whole sequence)
+    or streaming (``init_state`` + ``step``). Quantization (:func:`imssa.quant.prepare`) and the
+    crossbar (:func:`imssa.crossbar.convert`) replace its parts in place.
+    """
 
     def __init__(self, cfg: S4DConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = nn.Linear(cfg.d_input, cfg.d_model)
+        self.encoder: nn.Module = nn.Linear(cfg.d_input, cfg.d_model)
         self.blocks = nn.ModuleList(S4DBlock(cfg) for _ in range(cfg.n_layers))
-        self.decoder = nn.Linear(cfg.d_model, cfg.n_classes)
+        self.decoder: nn.Module = nn.Linear(cfg.d_model, cfg.n_classes)
 
     def check_input(self, u: Tensor) -> None:
         """Raise a clear error for inputs the model cannot take (shape, dtype, NaN)."""
@@ -109,58 +127,38 @@ class S4DModel(nn.Module):
         if not self.training or u.ndim != 3 or u.shape[-1] != self.cfg.d_input:
             self.check_input(u)
 
-    def forward(self, u: Tensor) -> Tensor:
-        """Convolutional mode. u: (B, L, d_input) -> logits (B, n_classes).
+    def forward(self, u: Tensor, mode: str = "conv") -> Tensor:
+        """u: (B, L, d_input) -> logits (B, n_classes), or (chips, B, n_classes) once analog.
 
-        In eval mode the input is checked in full; in training only its shape, since a NaN check
-        synchronizes the GPU every step and datasets are checked once when loaded.
+        ``recurrent`` equals stepping the whole model sample by sample (``step``), only faster,
+        because layer l's outputs over time depend on layer l-1's outputs alone.
         """
+        check_mode(mode)
         self.check_batch(u)
-        x = self.encoder(u)  # (B L H)
+        x = self.encoder(u)  # (... B L H)
         for block in self.blocks:
-            x = block(x)
-        return self.decoder(x.mean(dim=1))
+            x = block(x, mode)
+        return self.decoder(x.mean(dim=-2))
 
     def discrete(self) -> list[DiscreteSSM]:
         """The discretized SSM of every layer, as plain tensors."""
         return [block.ssm.discrete() for block in self.blocks]
 
-    def forward_recurrent(self, u: Tensor, state_fn: StateFn | None = None) -> Tensor:
-        """Recurrent mode: each layer's SSM runs step by step, the pointwise parts over all steps.
-
-        Equal to stepping the whole model sample by sample (``step``), only faster, because
-        layer l's outputs over time depend on layer l-1's outputs alone.
-        """
-        self.check_batch(u)
-        x = self.encoder(u)
-        for block, ssm in zip(self.blocks, self.discrete()):
-            y, _ = ssm.scan(x, state_fn=state_fn)
-            x = block.pointwise(x, y)
-        return self.decoder(x.mean(dim=1))
-
     # --- streaming -------------------------------------------------------------------------
     def init_state(self, batch: int) -> dict:
-        """Streaming state: one complex SSM state per layer, the running feature sum, steps seen.
+        """Streaming state: each layer's SSM state, the running feature sum, the steps seen."""
+        return {"ssm": [block.ssm.init_state(batch) for block in self.blocks],
+                "sum": 0.0, "steps": 0}
 
-        The discretized SSM is computed once here and reused by every ``step``.
-        """
-        ssms = self.discrete()
-        return {"ssm": ssms, "x": [s.init_state(batch) for s in ssms],
-                "sum": torch.zeros(batch, self.cfg.d_model, device=ssms[0].D.device),
-                "steps": 0}
-
-    def step(self, u: Tensor, state: dict, state_fn: StateFn | None = None) -> tuple[Tensor, dict]:
+    def step(self, u: Tensor, state: dict) -> tuple[Tensor, dict]:
         """Feed one sample u (B, d_input); returns logits of the sequence so far and the new state."""
-        x = self.encoder(u)  # (B H)
-        new_x = []
-        for block, ssm, s in zip(self.blocks, state["ssm"], state["x"]):
-            y, s = ssm.step(s, x, state_fn)
-            x = block.pointwise(x, y)
-            new_x.append(s)
-        total = state["sum"] + x
-        steps = state["steps"] + 1
-        new_state = {"ssm": state["ssm"], "x": new_x, "sum": total, "steps": steps}
-        return self.decoder(total / steps), new_state
+        x = self.encoder(u)  # (... B H)
+        new = []
+        for block, s in zip(self.blocks, state["ssm"]):
+            x, s = block.step(x, s)
+            new.append(s)
+        total, steps = state["sum"] + x, state["steps"] + 1
+        return self.decoder(total / steps), {"ssm": new, "sum": total, "steps": steps}
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -8,21 +8,67 @@ N//2 complex modes carry a state of size N; the conjugate half is implied by the
 
 Convolutional mode computes the kernel K[l] = 2 Re(sum_n C B_bar A_bar^l) by a Vandermonde
 product and convolves by FFT (training). Recurrent mode runs the recurrence step by step
-(inference on an edge device, quantization, crossbars); :class:`DiscreteSSM` holds the plain
-tensors both use, and ``scan`` takes an optional ``state_fn`` applied to the state after every
-step so that quantized and analog versions reuse the same recurrence.
+(inference on an edge device). :class:`DiscreteSSM` holds the plain tensors both use; the helpers
+:func:`zoh`, :func:`ssm_kernel` and :func:`fft_conv` are the only implementations of the three
+steps in the package, and every execution variant (quantized, analog) calls them.
+
+The SSM module interface every variant of ``blocks.i.ssm`` implements (the graph calls nothing
+else): ``forward(u, mode)`` with u (..., L, H) and mode ``conv`` or ``recurrent``;
+``init_state(batch)`` and ``step(u, state) -> (y, state)`` for streaming; ``discrete()``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-StateFn = Callable[[Tensor], Tensor]
+from imssa.errors import ImssaError
+
+MODES: tuple[str, str] = ("conv", "recurrent")
+
+
+def check_mode(mode: str) -> None:
+    """Raise a clear error unless ``mode`` is one of :data:`MODES`."""
+    if mode not in MODES:
+        raise ImssaError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+
+
+def zoh(A: Tensor, dt: Tensor, B: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Zero-order hold of a diagonal SSM (Gu et al. 2022, eq. 4).
+
+    Args:
+        A: (H, N/2) complex continuous state matrix; dt: (H,) step sizes; B: (H, N/2) complex.
+
+    Returns:
+        A_bar = exp(dt A), B_bar = (A_bar - 1) / A * B, and dt A (the exact log of A_bar).
+    """
+    dtA = A * dt.unsqueeze(-1)  # (H N/2)
+    A_bar = torch.exp(dtA)
+    return A_bar, (A_bar - 1) / A * B, dtA
+
+
+def ssm_kernel(CB: Tensor, log_A_bar: Tensor, L: int) -> Tensor:
+    """Convolution kernel K (H, L) = 2 Re(sum_n CB exp(l log A_bar)), a Vandermonde product.
+
+    ``log_A_bar`` is dt*A for the continuous layer (exact) or log(A_bar) for a discrete one.
+    """
+    vandermonde = torch.exp(log_A_bar.unsqueeze(-1) * torch.arange(L, device=CB.device))
+    return 2 * torch.einsum("hn,hnl->hl", CB, vandermonde).real  # (H L)
+
+
+def fft_conv(u: Tensor, K: Tensor) -> Tensor:
+    """Causal convolution along time of u (..., L, H) with a kernel K (H, L), by FFT.
+
+    Zero-padding to 2L makes the circular FFT convolution a linear one.
+    """
+    L = u.shape[-2]
+    n = 2 * L
+    return torch.fft.irfft(torch.fft.rfft(u, n=n, dim=-2) * torch.fft.rfft(K.T, n=n, dim=0),
+                           n=n, dim=-2)[..., :L, :]
 
 
 @dataclass(frozen=True)
@@ -41,50 +87,37 @@ class DiscreteSSM:
     C: Tensor
     D: Tensor
 
-    def init_state(self, batch: int) -> Tensor:
-        """A zero state (batch, H, N/2) complex on the parameters' device."""
-        return torch.zeros((batch, *self.A_bar.shape), dtype=self.A_bar.dtype,
+    def init_state(self, batch: int | tuple[int, ...]) -> Tensor:
+        """A zero state (*batch, H, N/2) complex on the parameters' device."""
+        batch = (batch,) if isinstance(batch, int) else tuple(batch)
+        return torch.zeros((*batch, *self.A_bar.shape), dtype=self.A_bar.dtype,
                            device=self.A_bar.device)
 
-    def step(self, x: Tensor, u: Tensor, state_fn: StateFn | None = None) -> tuple[Tensor, Tensor]:
-        """One recurrent step.
+    def step(self, x: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+        """One recurrent step. x: (..., H, N/2) state x[k-1]; u: (..., H) input u[k].
 
-        Args:
-            x: (B, H, N/2) complex state x[k-1].
-            u: (B, H) real input u[k].
-            state_fn: applied to the new state (quantization, clipping, analog noise).
-
-        Returns:
-            y: (B, H) real output y[k]; x: (B, H, N/2) new state x[k].
+        Returns y[k] (..., H) and the new state x[k].
         """
-        x = self.A_bar * x + self.B_bar * u.unsqueeze(-1)  # (B H N/2)
-        if state_fn is not None:
-            x = state_fn(x)
-        y = 2 * torch.einsum("hn,bhn->bh", self.C, x).real + self.D * u  # (B H)
+        x = self.A_bar * x + self.B_bar * u.unsqueeze(-1)  # (... H N/2)
+        y = 2 * torch.einsum("hn,...hn->...h", self.C, x).real + self.D * u  # (... H)
         return y, x
 
-    def scan(self, u: Tensor, x0: Tensor | None = None,
-             state_fn: StateFn | None = None) -> tuple[Tensor, Tensor]:
-        """Run the recurrence over a whole sequence.
-
-        Args:
-            u: (B, L, H) real input.
-            x0: (B, H, N/2) complex initial state; zeros if None.
-
-        Returns:
-            y: (B, L, H) real output; x: (B, H, N/2) final state.
-        """
-        x = self.init_state(u.shape[0]) if x0 is None else x0
+    def scan(self, u: Tensor) -> Tensor:
+        """The recurrence over a whole sequence from a zero state. u: (..., L, H) -> y (..., L, H)."""
+        x = self.init_state(u.shape[:-2])
         ys = []
-        for k in range(u.shape[1]):
-            y, x = self.step(x, u[:, k], state_fn)
+        for k in range(u.shape[-2]):
+            y, x = self.step(x, u[..., k, :])
             ys.append(y)
-        return torch.stack(ys, dim=1), x
+        return torch.stack(ys, dim=-2)
 
     def kernel(self, L: int) -> Tensor:
-        """Convolution kernel K (H, L) = 2 Re(sum_n C B_bar A_bar^l), by powers of A_bar."""
-        powers = self.A_bar.unsqueeze(-1) ** torch.arange(L, device=self.A_bar.device)  # (H N/2 L)
-        return 2 * torch.einsum("hn,hnl->hl", self.C * self.B_bar, powers).real
+        """Convolution kernel (H, L) of the discrete tensors (A_bar^l = exp(l log A_bar))."""
+        return ssm_kernel(self.C * self.B_bar, torch.log(self.A_bar), L)
+
+    def convolve(self, u: Tensor) -> Tensor:
+        """Convolutional mode from the discrete tensors. u: (..., L, H) -> (..., L, H)."""
+        return fft_conv(u, self.kernel(u.shape[-2])) + self.D * u
 
 
 class S4DLayer(nn.Module):
@@ -118,28 +151,33 @@ class S4DLayer(nn.Module):
         """Continuous A (H, N/2) complex, Re A < 0 by construction."""
         return torch.complex(-torch.exp(self.log_A_real), self.A_imag)
 
+    def _zoh(self) -> tuple[Tensor, Tensor, Tensor]:
+        return zoh(self.continuous_A(), torch.exp(self.log_dt), torch.view_as_complex(self.B))
+
     def discrete(self) -> DiscreteSSM:
         """ZOH discretization: A_bar = exp(Delta A), B_bar = (A_bar - 1)/A * B."""
-        A = self.continuous_A()  # (H N/2)
-        dtA = A * torch.exp(self.log_dt).unsqueeze(-1)  # (H N/2)
-        A_bar = torch.exp(dtA)
-        B_bar = (A_bar - 1) / A * torch.view_as_complex(self.B)
+        A_bar, B_bar, _ = self._zoh()
         return DiscreteSSM(A_bar, B_bar, torch.view_as_complex(self.C), self.D)
 
     def kernel(self, L: int) -> Tensor:
         """Convolution kernel (H, L); the Vandermonde product exp(Delta A l) in closed form."""
-        A = self.continuous_A()
-        dtA = A * torch.exp(self.log_dt).unsqueeze(-1)  # (H N/2)
-        B_bar = (torch.exp(dtA) - 1) / A * torch.view_as_complex(self.B)
-        CB = torch.view_as_complex(self.C) * B_bar  # (H N/2)
-        vandermonde = torch.exp(dtA.unsqueeze(-1) * torch.arange(L, device=A.device))  # (H N/2 L)
-        return 2 * torch.einsum("hn,hnl->hl", CB, vandermonde).real
+        _, B_bar, dtA = self._zoh()
+        return ssm_kernel(torch.view_as_complex(self.C) * B_bar, dtA, L)
 
-    def forward(self, u: Tensor) -> Tensor:
-        """Convolutional mode. u: (B, L, H) -> y: (B, L, H)."""
-        L = u.shape[1]
-        K = self.kernel(L)  # (H L)
-        n = 2 * L  # zero-padding to 2L makes the circular FFT convolution a linear one
-        y = torch.fft.irfft(torch.fft.rfft(u, n=n, dim=1) * torch.fft.rfft(K.T, n=n, dim=0),
-                            n=n, dim=1)[:, :L]  # (B L H)
-        return y + self.D * u
+    def forward(self, u: Tensor, mode: str = "conv") -> Tensor:
+        """u: (..., L, H) -> y: (..., L, H), by FFT convolution or step by step."""
+        check_mode(mode)
+        if mode == "recurrent":
+            return self.discrete().scan(u)
+        return fft_conv(u, self.kernel(u.shape[-2])) + self.D * u
+
+    def init_state(self, batch: int | tuple[int, ...]) -> Any:
+        """Streaming state: the discretized SSM (computed once) and a zero complex state."""
+        ssm = self.discrete()
+        return ssm, ssm.init_state(batch)
+
+    def step(self, u: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """One streaming step. u: (..., H) -> y (..., H) and the new state."""
+        ssm, x = state
+        y, x = ssm.step(x, u)
+        return y, (ssm, x)
