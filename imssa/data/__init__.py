@@ -19,6 +19,7 @@ from imssa.data.idx import read_idx
 from imssa.data.mnist import load_mnist_raw, psmnist_permutation
 from imssa.data.tasks import TASKS, load_task, sdigits_test_indices
 
-__all__ = ["CALIBRATION_SAMPLES", "DATA_DIR_ENV", "TASKS", "LogMelConfig", "Split", "TaskData", "calibration_subset", "load_fsdd_raw",
+__all__ = ["CALIBRATION_SAMPLES", "DATA_DIR_ENV", "TASKS", "LogMelConfig", "Split", "TaskData",
+           "calibration_subset", "load_fsdd_raw",
            "load_mnist_raw", "load_task", "log_mel_spectrogram", "mel_filterbank",
            "psmnist_permutation", "read_idx", "resolve_data_dir", "sdigits_test_indices"]

@@ -256,7 +256,8 @@ def simulate(run: str | Path, device: Device | DeviceConfig | Sequence[Device | 
             write_json(result, path)
         return result
 
-    digital = cached("digital", lambda: {"accuracy": accuracy(functools.partial(model, mode="recurrent"), split, dev,
+    recurrent = functools.partial(model, mode="recurrent")
+    digital = cached("digital", lambda: {"accuracy": accuracy(recurrent, split, dev,
                                                               config.batch_size)})
     times = config.t_inference
     acc = np.zeros((len(devices), len(times), config.chips))
