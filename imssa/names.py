@@ -16,8 +16,18 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable
+from typing import Literal, get_args
 
 from imssa.errors import ImssaError
+
+#: One range (or conductance scale) for the whole tensor, one per output channel (a head of an
+#: activation, an output row of a weight, an output column of a crossbar), or one per (channel,
+#: mode) of an SSM tensor or state. The only granularity words of the package.
+Granularity = Literal["tensor", "channel", "mode"]
+GRANULARITIES: tuple[str, ...] = get_args(Granularity)
+#: How a range is taken from observed values: min/max, a percentile, or max |v| (symmetric).
+Calibration = Literal["minmax", "percentile", "maxabs"]
+CALIBRATIONS: tuple[str, ...] = get_args(Calibration)
 
 #: Weights and biases of the dense layers, relative to their module.
 LINEAR_TENSORS: tuple[str, ...] = ("weight", "bias")
