@@ -98,3 +98,27 @@ def test_bad_inputs_raise_clear_errors():
         preset("s4d-32")
     with pytest.raises(ImssaError, match="d_state"):
         S4DConfig(d_state=7)
+
+
+def test_real_ssm_modes_agree_and_count():
+    """S4D-Real: real A_bar in (0, 1), conv = recurrent = streaming, 4 x H=64 under 100k params."""
+    torch.manual_seed(0)
+    cfg = S4DConfig(d_model=6, d_state=8, n_layers=2, d_input=3, ssm="real")
+    model = S4DModel(cfg).double().eval()
+    ssm = model.blocks[0].ssm.discrete()
+    assert not ssm.A_bar.is_complex() and bool(((ssm.A_bar > 0) & (ssm.A_bar < 1)).all())
+    A = model.blocks[0].ssm.continuous_A()
+    assert torch.allclose(A[0], -torch.arange(1.0, 9.0, dtype=torch.float64))  # S4D-Real init
+    u = torch.randn(2, 200, 3, dtype=torch.float64)
+    with torch.no_grad():
+        conv, rec = model(u), model(u, mode="recurrent")
+        assert (conv - rec).abs().max().item() < 1e-9
+        state = model.init_state(2)
+        for k in range(200):
+            logits, state = model.step(u[:, k], state)
+        assert torch.allclose(logits, rec, atol=1e-12)
+    big = S4DModel(preset("s4d-real-64x4"))
+    assert count_parameters(big) == 4 * (2 * 64 * 64 + 2 * 64 + 3 * 64 * 64 + 2 * 64) + 2 * 64 + 650
+    assert count_parameters(big) < 100_000
+    with pytest.raises(ImssaError, match="S4DConfig.ssm"):
+        S4DConfig(ssm="quaternion")

@@ -19,12 +19,17 @@ import torch
 from torch import Tensor, nn
 
 from imssa.errors import ImssaError
-from imssa.ssm.s4d import DiscreteSSM, S4DLayer, check_mode
+from imssa.ssm.s4d import DiagonalSSM, DiscreteSSM, S4DLayer, check_mode
+from imssa.ssm.s4d_real import S4DRealLayer
 
 
 @dataclass(frozen=True, kw_only=True)
 class S4DConfig:
-    """Architecture of an S4D classifier."""
+    """Architecture of an S4D classifier.
+
+    ``d_state`` is the real state size N per channel: N/2 complex modes (``ssm="complex"``, S4D)
+    or N real modes (``ssm="real"``, S4D-Real).
+    """
 
     d_input: int = 1
     d_model: int = 64
@@ -34,6 +39,7 @@ class S4DConfig:
     dropout: float = 0.0
     dt_min: float = 1e-3
     dt_max: float = 1e-1
+    ssm: str = "complex"
 
     def __post_init__(self) -> None:
         for name in ("d_input", "d_model", "n_layers", "n_classes"):
@@ -43,6 +49,8 @@ class S4DConfig:
             raise ImssaError(f"S4DConfig.d_state must be an even number >= 2, got {self.d_state}")
         if not 0.0 <= self.dropout < 1.0:
             raise ImssaError(f"S4DConfig.dropout must be in [0, 1), got {self.dropout}")
+        if self.ssm not in SSM_KINDS:
+            raise ImssaError(f"S4DConfig.ssm must be one of {', '.join(SSM_KINDS)}, got {self.ssm!r}")
         if not 0.0 < self.dt_min <= self.dt_max:
             raise ImssaError("S4DConfig needs 0 < dt_min <= dt_max, "
                              f"got dt_min={self.dt_min}, dt_max={self.dt_max}")
@@ -51,8 +59,13 @@ class S4DConfig:
         return dataclasses.asdict(self)
 
 
+#: SSM layer kinds: the complex S4D (S4D-Lin) default and S4D-Real (imssa.ssm.s4d_real).
+SSM_KINDS: dict[str, type[DiagonalSSM]] = {"complex": S4DLayer, "real": S4DRealLayer}
+
 PRESETS: dict[str, S4DConfig] = {
-    f"s4d-{h}": S4DConfig(d_model=h) for h in (16, 64, 256, 512)
+    **{f"s4d-{h}": S4DConfig(d_model=h) for h in (16, 64, 256, 512)},
+    # S4D-Real, N = 64 real modes per channel, 1 / 2 / 4 layers (the analog-SSM study)
+    **{f"s4d-real-64x{n}": S4DConfig(d_model=64, n_layers=n, ssm="real") for n in (1, 2, 4)},
 }
 
 
@@ -73,7 +86,7 @@ class S4DBlock(nn.Module):
 
     def __init__(self, cfg: S4DConfig):
         super().__init__()
-        self.ssm = S4DLayer(cfg.d_model, cfg.d_state, cfg.dt_min, cfg.dt_max)
+        self.ssm: nn.Module = SSM_KINDS[cfg.ssm](cfg.d_model, cfg.d_state, cfg.dt_min, cfg.dt_max)
         self.activation: nn.Module = nn.GELU()
         self.dropout = nn.Dropout(cfg.dropout)
         # A 1x1 convolution over time is a Linear on (B, L, H): the layout the model keeps.

@@ -52,12 +52,20 @@ def zoh(A: Tensor, dt: Tensor, B: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def ssm_kernel(CB: Tensor, log_A_bar: Tensor, L: int) -> Tensor:
-    """Convolution kernel K (H, L) = 2 Re(sum_n CB exp(l log A_bar)), a Vandermonde product.
+    """Convolution kernel K (H, L) = sum_n CB exp(l log A_bar), a Vandermonde product: 2 Re of
+    it for complex modes (the conjugate half), the plain sum for real ones.
 
     ``log_A_bar`` is dt*A for the continuous layer (exact) or log(A_bar) for a discrete one.
     """
     vandermonde = torch.exp(log_A_bar.unsqueeze(-1) * torch.arange(L, device=CB.device))
-    return 2 * torch.einsum("hn,hnl->hl", CB, vandermonde).real  # (H L)
+    return readout(CB, vandermonde, "hn,hnl->hl")  # (H L)
+
+
+def readout(C: Tensor, x: Tensor, spec: str = "hn,...hn->...h") -> Tensor:
+    """sum_n C x over the modes: 2 Re of it for complex modes (the implied conjugate half),
+    the plain sum for real modes. The one place the factor 2 lives."""
+    y = torch.einsum(spec, C, x)
+    return 2 * y.real if y.is_complex() else y
 
 
 def fft_conv(u: Tensor, K: Tensor) -> Tensor:
@@ -75,10 +83,13 @@ def fft_conv(u: Tensor, K: Tensor) -> Tensor:
 class DiscreteSSM:
     """The ZOH-discretized SSM of one layer, as plain tensors.
 
+    Complex (S4D, N/2 modes with an implied conjugate half) or real (S4D-Real, N modes): the
+    dtype of ``A_bar`` tells, and the state has the same dtype.
+
     Attributes:
-        A_bar: (H, N/2) complex state transition, |A_bar| < 1.
-        B_bar: (H, N/2) complex input vector.
-        C: (H, N/2) complex output vector (the factor 2 of the conjugate half is not folded in).
+        A_bar: (H, modes) state transition, |A_bar| < 1.
+        B_bar: (H, modes) input vector.
+        C: (H, modes) output vector (the factor 2 of the conjugate half is not folded in).
         D: (H,) real skip connection.
     """
 
@@ -99,8 +110,7 @@ class DiscreteSSM:
         Returns y[k] (..., H) and the new state x[k].
         """
         x = self.A_bar * x + self.B_bar * u.unsqueeze(-1)  # (... H N/2)
-        y = 2 * torch.einsum("hn,...hn->...h", self.C, x).real + self.D * u  # (... H)
-        return y, x
+        return readout(self.C, x) + self.D * u, x  # (... H)
 
     def scan(self, u: Tensor) -> Tensor:
         """The recurrence over a whole sequence from a zero state. u: (..., L, H) -> y (..., L, H)."""
@@ -120,7 +130,60 @@ class DiscreteSSM:
         return fft_conv(u, self.kernel(u.shape[-2])) + self.D * u
 
 
-class S4DLayer(nn.Module):
+class DiagonalSSM(nn.Module):
+    """What every diagonal SSM layer with continuous parameters shares: ZOH, both modes and
+    streaming. A subclass defines the parameters and ``continuous_A``, ``input_matrix``,
+    ``output_matrix`` (complex or real) and a skip ``D`` (H,), and ``log_dt`` (H,)."""
+
+    log_dt: nn.Parameter
+    D: nn.Parameter
+
+    def continuous_A(self) -> Tensor:
+        raise NotImplementedError
+
+    def input_matrix(self) -> Tensor:
+        raise NotImplementedError
+
+    def output_matrix(self) -> Tensor:
+        raise NotImplementedError
+
+    @property
+    def d_model(self) -> int:
+        return self.D.shape[0]
+
+    def _zoh(self) -> tuple[Tensor, Tensor, Tensor]:
+        return zoh(self.continuous_A(), torch.exp(self.log_dt), self.input_matrix())
+
+    def discrete(self) -> DiscreteSSM:
+        """ZOH discretization: A_bar = exp(Delta A), B_bar = (A_bar - 1)/A * B."""
+        A_bar, B_bar, _ = self._zoh()
+        return DiscreteSSM(A_bar, B_bar, self.output_matrix(), self.D)
+
+    def kernel(self, L: int) -> Tensor:
+        """Convolution kernel (H, L); the Vandermonde product exp(Delta A l) in closed form."""
+        _, B_bar, dtA = self._zoh()
+        return ssm_kernel(self.output_matrix() * B_bar, dtA, L)
+
+    def forward(self, u: Tensor, mode: str = "conv") -> Tensor:
+        """u: (..., L, H) -> y: (..., L, H), by FFT convolution or step by step."""
+        check_mode(mode)
+        if mode == "recurrent":
+            return self.discrete().scan(u)
+        return fft_conv(u, self.kernel(u.shape[-2])) + self.D * u
+
+    def init_state(self, batch: int | tuple[int, ...]) -> Any:
+        """Streaming state: the discretized SSM (computed once) and a zero state."""
+        ssm = self.discrete()
+        return ssm, ssm.init_state(batch)
+
+    def step(self, u: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """One streaming step. u: (..., H) -> y (..., H) and the new state."""
+        ssm, x = state
+        y, x = ssm.step(x, u)
+        return y, (ssm, x)
+
+
+class S4DLayer(DiagonalSSM):
     """One S4D layer: continuous parameters, S4D-Lin initialization, both execution modes.
 
     Args:
@@ -143,41 +206,14 @@ class S4DLayer(nn.Module):
         self.C = nn.Parameter(torch.view_as_real(torch.randn(H, N2, dtype=torch.cfloat)))
         self.D = nn.Parameter(torch.randn(H))
 
-    @property
-    def d_model(self) -> int:
-        return self.D.shape[0]
-
     def continuous_A(self) -> Tensor:
         """Continuous A (H, N/2) complex, Re A < 0 by construction."""
         return torch.complex(-torch.exp(self.log_A_real), self.A_imag)
 
-    def _zoh(self) -> tuple[Tensor, Tensor, Tensor]:
-        return zoh(self.continuous_A(), torch.exp(self.log_dt), torch.view_as_complex(self.B))
+    def input_matrix(self) -> Tensor:
+        """B (H, N/2) complex."""
+        return torch.view_as_complex(self.B)
 
-    def discrete(self) -> DiscreteSSM:
-        """ZOH discretization: A_bar = exp(Delta A), B_bar = (A_bar - 1)/A * B."""
-        A_bar, B_bar, _ = self._zoh()
-        return DiscreteSSM(A_bar, B_bar, torch.view_as_complex(self.C), self.D)
-
-    def kernel(self, L: int) -> Tensor:
-        """Convolution kernel (H, L); the Vandermonde product exp(Delta A l) in closed form."""
-        _, B_bar, dtA = self._zoh()
-        return ssm_kernel(torch.view_as_complex(self.C) * B_bar, dtA, L)
-
-    def forward(self, u: Tensor, mode: str = "conv") -> Tensor:
-        """u: (..., L, H) -> y: (..., L, H), by FFT convolution or step by step."""
-        check_mode(mode)
-        if mode == "recurrent":
-            return self.discrete().scan(u)
-        return fft_conv(u, self.kernel(u.shape[-2])) + self.D * u
-
-    def init_state(self, batch: int | tuple[int, ...]) -> Any:
-        """Streaming state: the discretized SSM (computed once) and a zero complex state."""
-        ssm = self.discrete()
-        return ssm, ssm.init_state(batch)
-
-    def step(self, u: Tensor, state: Any) -> tuple[Tensor, Any]:
-        """One streaming step. u: (..., H) -> y (..., H) and the new state."""
-        ssm, x = state
-        y, x = ssm.step(x, u)
-        return y, (ssm, x)
+    def output_matrix(self) -> Tensor:
+        """C (H, N/2) complex."""
+        return torch.view_as_complex(self.C)
