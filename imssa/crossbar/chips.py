@@ -25,9 +25,6 @@ from imssa.devices import Device
 from imssa.errors import ImssaError
 from imssa.quant import RangeObserver
 
-#: The kinds of converter ranges: which periphery field gives them and whether it needs data.
-CONVERTER_KINDS: tuple[str, ...] = ("dac", "adc", "register")
-
 
 class Observers:
     """Range observers of one calibration pass, started lazily with the values per group."""

@@ -24,14 +24,13 @@ their ADCs; the polarity-doubled outputs (y, -y) are averaged after theirs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from imssa.crossbar.periphery import PeripheryConfig, dac, quantize_symmetric, sense
-from imssa.crossbar.periphery import Compensation
+from imssa.crossbar.periphery import Compensation, PeripheryConfig, dac, quantize_symmetric, sense
 from imssa.devices import Device, DriftedState, drift_compensation_factor
 from imssa.devices.base import randn_like
 from imssa.errors import ImssaError
@@ -357,19 +356,17 @@ def compensation(tiles: list[AnalogTile], mode: Compensation,
     Returns:
         (z, 1, ...) broadcasting against the decoded outputs (z, N, *out) of the first tile.
     """
+    ones = mode == "global_ones"
+
+    def read(g_of: Callable[[AnalogTile], Tensor]) -> Tensor:
+        reads = [t.readout(g_of(t), ones) for t in tiles]  # the all-ones currents add
+        return sum(reads[1:], reads[0]) if ones else torch.cat(reads, -2)
+
+    ref = read(lambda t: t.g_reference)
+    now = read(lambda t: t.current_read(generator))
     role = tiles[0].role
-    one_gain = (-1, 1, *[1] * role.out_ndim)
-    if mode == "global_ones":  # one all-ones read of the shared columns (the tiles' currents add)
-        ref = sum(t.readout(t.g_reference, True) for t in tiles)
-        now = sum(t.readout(t.current_read(generator), True) for t in tiles)
-        alpha = drift_compensation_factor(ref.flatten(1).unsqueeze(-1),
-                                          now.flatten(1).unsqueeze(-1), "global")  # (z,)
-        return alpha.reshape(one_gain)
-    ref = torch.cat([t.readout(t.g_reference, False) for t in tiles], -2)
-    now = torch.cat([t.readout(t.current_read(generator), False) for t in tiles], -2)
-    if mode == "global":
-        alpha = drift_compensation_factor(ref.flatten(1).unsqueeze(-1),
-                                          now.flatten(1).unsqueeze(-1), "global")  # (z,)
-        return alpha.reshape(one_gain)
-    alpha = drift_compensation_factor(ref, now, "per_column")  # (z *grid cols)
-    return role.column_gain(alpha).unsqueeze(1)
+    if mode == "per_column":
+        return role.column_gain(drift_compensation_factor(ref, now, "per_column")).unsqueeze(1)
+    alpha = drift_compensation_factor(ref.flatten(1).unsqueeze(-1), now.flatten(1).unsqueeze(-1),
+                                      "global")  # (z,)
+    return alpha.reshape(-1, 1, *[1] * role.out_ndim)

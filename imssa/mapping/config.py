@@ -13,6 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 from enum import Enum
+
 from imssa.errors import ImssaError
 from imssa.names import Granularity
 

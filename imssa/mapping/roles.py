@@ -219,6 +219,9 @@ class StateA(Role):
     def weight(self, W):
         return blocks_to_complex(W)
 
+    def group(self, unit, compact):
+        return compact[0] * compact[1], unit
+
     def _bases(self, r, c, h, mode):
         return r * mode, c * mode
 
