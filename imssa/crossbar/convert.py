@@ -69,7 +69,9 @@ def convert(model: S4DModel, mapping: MappingConfig, memristor: Device,
     The model is deep-copied (``model`` itself is unchanged), put in eval mode with gradients
     off, and its analog parts replaced in place on the copy. Run it with
     ``model(u, mode="recurrent")`` -> (chips, B, classes), or stream it with
-    ``model.init_state`` / ``model.step``; conv mode raises for an analog SSM.
+    ``model.init_state`` / ``model.step`` (logits (chips or 1, B, classes) once a part is
+    analog); conv mode raises for an analog SSM. Convert on the torch device the model will run
+    on: the tiles are plain tensors that ``model.to`` does not move.
 
     Args:
         model: the trained digital model (its dtype and device are used throughout); its SSMs

@@ -38,7 +38,7 @@ from imssa.mapping import Encoding, MappedTensor, Role, mapped_matvec, reconstru
 
 
 class SensedArrays(NamedTuple):
-    """Effective arrays of one tensor at one inference time (layouts in the module docstring).
+    """Effective arrays of one tensor at one inference time (layouts in :mod:`imssa.mapping.roles`).
 
     W: signed weights per sensed output (weight units); V: read-noise variance per cell (weight
     units squared), None when the devices read noiselessly.
@@ -164,7 +164,7 @@ class AnalogTile:
         """Noiseless sensed outputs and their read-noise variance for drive ``v``.
 
         Args:
-            v: (z|1, N, ...) DAC outputs in the role's drive layout (module docstring).
+            v: (z|1, N, ...) DAC outputs in the role's drive layout (:mod:`imssa.mapping.roles`).
             arrays: effective arrays (``self.now`` or ``self.target``).
             acc: sensed outputs and variances of tensors sharing these columns (full shape,
                 added to in place), e.g. B's for A; ssm_A only.
