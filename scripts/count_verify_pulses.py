@@ -21,6 +21,6 @@ if __name__ == "__main__":
         device = PCMDevice(PCMConfig(verify_tol=tol))
         pulses = torch.cat([device.program(t.g_target.unsqueeze(0),
                                            torch.Generator().manual_seed(0)).n_pulses.flatten()
-                            for name, t in mapped.tensors().items() if not name.endswith(".A")])
+                            for name, t in mapped.tensors().items() if not name.endswith(".A_bar")])
         print(f"verify_tol {tol}: {pulses.double().mean():.2f} pulses per device "
               f"({pulses.numel()} devices)")

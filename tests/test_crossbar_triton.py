@@ -1,6 +1,6 @@
 """Tests of the fused Triton kernel of the crossbar scan (imssa.crossbar.scan_triton).
 
-The kernel must compute what the PyTorch step loop of ``_Pass.scan`` computes: the same values
+The kernel must compute what the PyTorch step loop of ``AnalogSSM`` computes: the same values
 where reads are noiseless (up to rare rounding flips from another order of the sums), the same
 distribution where they are noisy (its Gaussian draws come from Triton's Philox). The cases run
 on CPU in Triton's interpreter, which must be switched on (TRITON_INTERPRET=1) before triton is
@@ -18,7 +18,7 @@ import sys
 import pytest
 import torch
 
-from imssa.crossbar import CrossbarS4D, PeripheryConfig, engine
+from imssa.crossbar import PeripheryConfig, calibrate, chip_set, convert, scan_backend, set_time
 from imssa.devices import GaussianConfig, GaussianDevice, IdealDevice, PCMDevice
 from imssa.errors import ImssaError
 from imssa.mapping import MappingConfig
@@ -42,7 +42,7 @@ EXACT = {
     "pol_pieces_global": ("polarity_block", 4, "pcm",  # N2 = 3 modes: masked blocks
                           {**Q8, "state_bits": 6, "drift_compensation": "global"}, (), 6),
     "diff_column_per_column": ("differential", 256, "pcm",
-                               {**Q8, "state_clip": 0.04, "adc_granularity": "column",
+                               {**Q8, "state_clip": 0.04, "adc_granularity": "channel",
                                 "drift_compensation": "per_column"}, ("encoder",), 8),
     "diff_pieces_dac_only": ("differential", 4, "pcm",
                              {"dac_bits": 6, "drift_compensation": "per_column"}, (), 8),
@@ -59,7 +59,7 @@ NOISY = {
     "read_noise_diff_state_only": ("differential", 256, "pcm_step", {}, (), 4),
     "noise_pol_pieces": ("polarity_block", 4, "pcm_step",
                          {"adc_bits": 8, "output_noise": 0.05, "drift_compensation": "global",
-                          "adc_granularity": "column"}, (), 4),
+                          "adc_granularity": "channel"}, (), 4),
     "output_noise": ("differential", 256, "ideal", {"output_noise": 0.1}, (), 2),
     "output_noise_state_only": ("polarity_block", 256, "ideal", {"output_noise": 0.1}, (), 2),
 }
@@ -76,8 +76,12 @@ def _gen(seed: int, device: str = "cpu") -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def _crossbar(name: str, device: str) -> tuple[CrossbarS4D, torch.Tensor]:
-    """A calibrated two-layer float32 crossbar on 2 chips, set to one day, and its inputs."""
+QUIET_PARTS = {"A": "A_bar", "B": "B_bar", "C": "C", "D": "D"}
+
+
+def _crossbar(name: str, device: str) -> tuple[S4DModel, S4DModel, torch.Tensor]:
+    """A calibrated two-layer float32 converted model on 2 chips, set to one day, the digital
+    model and the inputs."""
     encoding, tile, kind, periphery, digital, d_state = {**EXACT, **NOISY}[name]
     torch.manual_seed(0)
     # steps Delta up to 0.5: modes turn far per step, so imaginary states are as large as real
@@ -86,32 +90,41 @@ def _crossbar(name: str, device: str) -> tuple[CrossbarS4D, torch.Tensor]:
     make_device, mode = DEVICES[kind]
     mapping = MappingConfig(g_min=0.5, tile_rows=tile, tile_cols=tile, encoding=encoding)
     periphery = PeripheryConfig(**periphery, read_noise_mode=mode)
-    xbar = CrossbarS4D(model, mapping, make_device(), periphery, n_chips=2,
-                       seed=_gen(0, device), digital=digital)
+    xbar = convert(model, mapping, make_device(), periphery, chips=2, seed=_gen(0, device),
+                   digital=digital)
     u = torch.randn(3, 12, 2, generator=_gen(1)).to(device)
-    if xbar.periphery.needs_calibration:
-        xbar.calibrate(u)
-    xbar.set_time(DAY, _gen(2, device))
+    if periphery.needs_calibration:
+        calibrate(xbar, u)
+    set_time(xbar, DAY, _gen(2, device))
+    ssm = xbar.blocks[0].ssm
     for part in QUIET.get(name, ""):
-        tile = xbar.tiles["layers.0." + part]
+        tile = ssm.parts[QUIET_PARTS[part]]
         tile.now = tile.now._replace(V=None)
     if "C" in QUIET.get(name, "") and periphery.output_noise > 0:
         assert periphery.adc_bits is None
-        xbar.ranges["layers.0.CD"] = xbar.ranges["layers.0.CD"] * 1e-4
-    return xbar, u
+        ssm.ranges["output"] = ssm.ranges["output"] * 1e-4
+    return xbar, model, u
 
 
-def _layer0(xbar: CrossbarS4D, x: torch.Tensor, backend: str, seed: int,
+def _layer0(xbar: S4DModel, x: torch.Tensor, backend: str, seed: int,
             quantize: bool = True) -> torch.Tensor:
-    """y of layer 0's scan for its input x, by one backend."""
+    """y of layer 0's SSM for its input x, by one backend (without converters: quantize False)."""
     os.environ["IMSSA_CROSSBAR_SCAN"] = backend
-    ctx = engine._Pass(xbar, "now", quantize, None, _gen(seed, x.device.type))
-    return ctx.scan(0, xbar.ssms[0], x)
+    chips = chip_set(xbar)
+    chips.noise = _gen(seed, x.device.type)
+    periphery = chips.periphery
+    if not quantize:
+        chips.periphery = PeripheryConfig(read_noise_mode=periphery.read_noise_mode)
+    try:
+        return xbar.blocks[0].ssm(x, mode="recurrent")
+    finally:
+        chips.periphery = periphery
 
 
-def _forward(xbar: CrossbarS4D, u: torch.Tensor, backend: str) -> torch.Tensor:
+def _forward(xbar: S4DModel, u: torch.Tensor, backend: str) -> torch.Tensor:
     os.environ["IMSSA_CROSSBAR_SCAN"] = backend
-    return xbar(u, _gen(3, u.device.type))
+    chip_set(xbar).noise = _gen(3, u.device.type)
+    return xbar(u, mode="recurrent")
 
 
 def _compare(a: torch.Tensor, b: torch.Tensor) -> dict:
@@ -123,14 +136,14 @@ def _compare(a: torch.Tensor, b: torch.Tensor) -> dict:
 @torch.no_grad()
 def compare_case(name: str, device: str) -> dict:
     """The Triton path against the PyTorch loop on one case (IMSSA_CROSSBAR_SCAN set here)."""
-    xbar, u = _crossbar(name, device)
-    out: dict = {"pieces": xbar.tiles["layers.0.C"].now.W.shape[2]}
+    xbar, model, u = _crossbar(name, device)
+    out: dict = {"pieces": xbar.blocks[0].ssm.parts["C"].now.W.shape[2]}
     if name in EXACT:
-        ctx = engine._Pass(xbar, "now", True, None, _gen(3, device))
-        x = ctx.dense("encoder", "input", u.unsqueeze(0), xbar.model.encoder)
+        chip_set(xbar).noise = _gen(3, device)
+        x = xbar.encoder(u)
         os.environ["IMSSA_CROSSBAR_SCAN"] = "triton"
-        out["backend"] = engine.scan_backend(x)
-        out["x_chips"] = x.shape[0]
+        out["backend"] = scan_backend(x)
+        out["x_chips"] = x.shape[0] if x.ndim == 4 else 0  # 0: no chip axis yet
         y_pt = _layer0(xbar, x, "torch", 4)
         out["y"] = _compare(_layer0(xbar, x, "triton", 4), y_pt)
         # without converters (the loop), to see that they act
@@ -138,9 +151,9 @@ def compare_case(name: str, device: str) -> dict:
         out["logits"] = _compare(_forward(xbar, u, "triton"), _forward(xbar, u, "torch"))
         return out
     # noisy: every row the same input; compare mean and spread over rows of every output
-    x = xbar.model.encoder(u[:1].expand(ROWS_TORCH, -1, -1)).unsqueeze(0)
+    x = model.encoder(u[:1].expand(ROWS_TORCH, -1, -1)).unsqueeze(0)
     os.environ["IMSSA_CROSSBAR_SCAN"] = "triton"
-    out["backend"] = engine.scan_backend(x)
+    out["backend"] = scan_backend(x)
     rows = ROWS if device == "cpu" else ROWS_TORCH  # the interpreter is slow; a GPU is not
     y_tr, y_pt = _layer0(xbar, x[:, :rows], "triton", 5), _layer0(xbar, x, "torch", 5)
     if name == "read_noise":  # the draws follow the generator
@@ -171,7 +184,7 @@ def _check_report(name: str, r: dict) -> None:
         else:
             assert r["y"]["rel"] < 1e-5 and r["logits"]["rel"] < 1e-5, r
         if name == "diff_column_per_column":
-            assert r["x_chips"] == 1, r  # a digital encoder: one input shared by the chips
+            assert r["x_chips"] == 0, r  # a digital encoder: one input shared by the chips
         return
     if name == "read_noise":
         assert r["repeatable"] and r["seeded"], r
@@ -189,17 +202,17 @@ def test_dispatch(monkeypatch):
     x = torch.zeros(1, 2, 3, 4)
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     monkeypatch.delenv("IMSSA_CROSSBAR_SCAN", raising=False)
-    assert engine.scan_backend(x) == "torch"  # auto: CPU tensors
+    assert scan_backend(x) == "torch"  # auto: CPU tensors
     monkeypatch.setenv("IMSSA_CROSSBAR_SCAN", "torch")
-    assert engine.scan_backend(x) == "torch"
+    assert scan_backend(x) == "torch"
     monkeypatch.setenv("IMSSA_CROSSBAR_SCAN", "triton")
-    assert engine.scan_backend(x.double()) == "torch"
-    assert engine.scan_backend(x[:, :0]) == "torch"
+    assert scan_backend(x.double()) == "torch"
+    assert scan_backend(x[:, :0]) == "torch"
     with pytest.raises(ImssaError, match="TRITON_INTERPRET|triton cannot"):
-        engine.scan_backend(x)  # CPU without the interpreter
+        scan_backend(x)  # CPU without the interpreter
     monkeypatch.setenv("IMSSA_CROSSBAR_SCAN", "fast")
     with pytest.raises(ImssaError, match="IMSSA_CROSSBAR_SCAN"):
-        engine.scan_backend(x)
+        scan_backend(x)
 
 
 def test_dispatch_only_where_the_kernel_applies(monkeypatch):
@@ -211,19 +224,20 @@ def test_dispatch_only_where_the_kernel_applies(monkeypatch):
     model = S4DModel(S4DConfig(d_input=2, d_model=4, d_state=8, n_classes=3)).eval()
     u = torch.randn(2, 5, 2)
     pc = PeripheryConfig(adc_bits=8)
-    digital_a = CrossbarS4D(model, MappingConfig(), IdealDevice(), pc, digital=("A",))
-    digital_a.calibrate(u)
-    digital_a.set_time(0.0)
-    assert digital_a(u).shape == (1, 2, 3)
-    double = CrossbarS4D(model.double(), MappingConfig(), IdealDevice(), pc)
-    double.calibrate(u.double())
-    double.set_time(0.0)
-    assert double(u.double()).shape == (1, 2, 3)
-    analog = CrossbarS4D(model.float(), MappingConfig(), IdealDevice(), pc)
-    analog.calibrate(u)  # the calibration pass runs the loop
-    analog.set_time(0.0)
-    with pytest.raises(ImssaError, match="TRITON_INTERPRET|triton cannot"):
-        analog(u)
+    digital_a = convert(model, MappingConfig(), IdealDevice(), pc, digital=("A",))
+    calibrate(digital_a, u)
+    set_time(digital_a, 0.0)
+    with torch.no_grad():
+        assert digital_a(u, mode="recurrent").shape == (1, 2, 3)
+        double = convert(model.double(), MappingConfig(), IdealDevice(), pc)
+        calibrate(double, u.double())
+        set_time(double, 0.0)
+        assert double(u.double(), mode="recurrent").shape == (1, 2, 3)
+        analog = convert(model.float(), MappingConfig(), IdealDevice(), pc)
+        calibrate(analog, u)  # the calibration pass runs the loop
+        set_time(analog, 0.0)
+        with pytest.raises(ImssaError, match="TRITON_INTERPRET|triton cannot"):
+            analog(u, mode="recurrent")
 
 
 # --- Triton, in the interpreter (CPU) ------------------------------------------------------------
@@ -263,14 +277,14 @@ def test_triton_cuda_s4d64(monkeypatch):
     model = S4DModel(S4DConfig(d_input=1, d_model=64, d_state=64, n_layers=1,
                                n_classes=10)).cuda().eval()
     u = torch.randn(32, 100, 1, device="cuda")
-    xbar = CrossbarS4D(model, MappingConfig(), PCMDevice(), PeripheryConfig(**Q8), n_chips=2,
-                       seed=_gen(0, "cuda"))
-    xbar.calibrate(u)
-    xbar.set_time(DAY, _gen(2, "cuda"))
+    xbar = convert(model, MappingConfig(), PCMDevice(), PeripheryConfig(**Q8), chips=2,
+                   seed=_gen(0, "cuda"))
+    calibrate(xbar, u)
+    set_time(xbar, DAY, _gen(2, "cuda"))
     rows = 1000
     with torch.no_grad():
         x = model.encoder(u[:1].expand(rows, -1, -1)).unsqueeze(0)
-        assert engine.scan_backend(x) == "triton"
+        assert scan_backend(x) == "triton"
         y_tr, y_pt = _layer0(xbar, x, "auto", 5), _layer0(xbar, x, "torch", 5)
     v_tr, v_pt = y_tr.var(1), y_pt.var(1)
     ok = (v_tr > 0) & (v_pt > 0)  # the 8-bit ADC may swallow the noise of some outputs

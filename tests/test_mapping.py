@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -35,7 +36,7 @@ from imssa.mapping import (
 from imssa.ssm import DiscreteSSM, S4DConfig, S4DModel
 
 ENCODINGS = ["polarity_block", "differential"]
-GRANULARITIES = ["tensor", "column"]
+GRANULARITIES = ["tensor", "channel"]
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -51,6 +52,18 @@ def _model(dtype=torch.float64, **kw) -> S4DModel:
     cfg = S4DConfig(**({"d_input": 2, "d_model": 4, "d_state": 8, "n_layers": 2,
                         "n_classes": 3} | kw))
     return S4DModel(cfg).to(dtype).eval()
+
+
+def _layers(mapped):
+    """Each block's mapped tensors by their short names, and its reconstructed SSM."""
+    out = []
+    for i in range(mapped.n_layers):
+        p = f"blocks.{i}."
+        out.append(SimpleNamespace(
+            A=mapped[p + "ssm.A_bar"], B=mapped[p + "ssm.B_bar"], C=mapped[p + "ssm.C"],
+            D=mapped[p + "ssm.D"], mix=mapped[p + "mix"],
+            ssm=lambda g=None, i=i: mapped.ssm(i, g)))
+    return out
 
 
 # --- encodings ------------------------------------------------------------------------------
@@ -197,8 +210,8 @@ def test_ssm_tiles_are_block_diagonal_and_reassemble(encoding):
     ssm = DiscreteSSM(_complex((H, N2)) * 0.5, _complex((H, N2), seed=1),
                       _complex((H, N2), seed=2), torch.randn(H, dtype=torch.float64))
     cfg = MappingConfig(tile_rows=8, tile_cols=12, encoding=encoding, g_min=0.2)
-    parts = map_ssm("s.", ssm, cfg)
-    A = parts["A"]
+    parts = map_ssm("s", ssm, cfg)
+    A = parts["A_bar"]
     tiles = to_tiles(A)
     assert torch.equal(from_tiles(A, tiles), A.g_target)
     blocks = A.g_target.reshape(H * N2, *A.g_target.shape[-2:])
@@ -212,13 +225,13 @@ def test_utilization_by_hand():
     # one channel, 3 modes, polarity 4x4 blocks on 8x8 tiles: 2 blocks fit per tile
     ssm = DiscreteSSM(_complex((1, 3)), _complex((1, 3)), _complex((1, 3)),
                       torch.ones(1, dtype=torch.float64))
-    A = map_ssm("s.", ssm, MappingConfig(tile_rows=8, tile_cols=8))["A"]
+    A = map_ssm("s", ssm, MappingConfig(tile_rows=8, tile_cols=8))["A_bar"]
     assert A.n_tiles == 2
     assert A.used_cells().tolist() == [32, 16]
     assert A.utilization().tolist() == [0.5, 0.25]
     assert A.layout.row_offset.tolist() == [0, 8] and A.layout.col_offset.tolist() == [0, 8]
     # differential 2x4 blocks: min(8 // 2, 8 // 4) = 2 per tile
-    A = map_ssm("s.", ssm, MappingConfig(tile_rows=8, tile_cols=8, encoding="differential"))["A"]
+    A = map_ssm("s", ssm, MappingConfig(tile_rows=8, tile_cols=8, encoding="differential"))["A_bar"]
     assert A.utilization().tolist() == [0.25, 0.125]
     # a dense 3x2 layer with bias: 3 rows x 6 columns on 4x4 tiles -> 3x4 and 3x2 pieces
     t = map_linear("lin", torch.ones(3, 2), torch.ones(3), MappingConfig(tile_rows=4, tile_cols=4))
@@ -284,8 +297,8 @@ def _mapped_ssm_step(layer, x, u, g=None):
 
 def _mapped_forward(model, mapped, u):
     """The whole model, every product on the mapped conductances, the rest digital."""
-    x = mapped_matvec(mapped.encoder, u)  # (B L H)
-    for layer in mapped.layers:
+    x = mapped_matvec(mapped["encoder"], u)  # (B L H)
+    for layer in _layers(mapped):
         s = torch.zeros(u.shape[0], *layer.A.compact_shape[:2], dtype=torch.complex128)
         ys = []
         for k in range(u.shape[1]):
@@ -294,7 +307,7 @@ def _mapped_forward(model, mapped, u):
         y = torch.stack(ys, 1)
         z = torch.nn.functional.gelu(y)
         x = x + torch.nn.functional.glu(mapped_matvec(layer.mix, z), dim=-1)
-    return mapped_matvec(mapped.decoder, x.mean(1))
+    return mapped_matvec(mapped["decoder"], x.mean(1))
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
@@ -304,10 +317,10 @@ def test_mapped_recurrent_step_equals_digital(encoding, granularity):
     cfg = MappingConfig(g_min=0.5, g_max=25.0, tile_rows=8, tile_cols=8, encoding=encoding,
                         granularity=granularity)
     mapped = map_model(model, cfg)
-    assert len(mapped.layers) == 2 and mapped.n_tiles() == sum(t.n_tiles for t in mapped)
+    assert len(_layers(mapped)) == 2 and mapped.n_tiles() == sum(t.n_tiles for t in mapped)
     x = _complex((3, 4, 4), seed=10)
     u = torch.randn(3, 4, dtype=torch.float64, generator=_gen(11))
-    for layer, ssm in zip(mapped.layers, model.discrete()):
+    for layer, ssm in zip(_layers(mapped), model.discrete()):
         rebuilt = layer.ssm()  # reconstructed from conductances
         for f in ("A_bar", "B_bar", "C", "D"):
             torch.testing.assert_close(getattr(rebuilt, f), getattr(ssm, f).detach(), rtol=0,
@@ -338,30 +351,31 @@ def test_float32_model_round_trips_to_float_tolerance():
     mapped = map_model(model, MappingConfig(g_min=0.5))
     assert all(t.g_target.dtype == torch.float32 for t in mapped)
     ssm = model.discrete()[0]
-    rebuilt = mapped.layers[0].ssm()
+    rebuilt = mapped.ssm(0)
     for f in ("A_bar", "B_bar", "C", "D"):
         torch.testing.assert_close(getattr(rebuilt, f), getattr(ssm, f).detach(), rtol=1e-5,
                                    atol=1e-6)
 
 
-def test_discrete_override_maps_the_given_tensors():
+def test_map_ssm_maps_the_given_tensors():
     model = _model()
     quantized = [DiscreteSSM(*(torch.round(t.detach() * 8) / 8 for t in
                                (s.A_bar.real, s.B_bar.real, s.C.real, s.D)))
                  for s in model.discrete()]
     quantized = [DiscreteSSM(q.A_bar.to(torch.complex128), q.B_bar.to(torch.complex128),
                              q.C.to(torch.complex128), q.D) for q in quantized]
-    mapped = map_model(model, MappingConfig(), discrete=quantized)
-    for layer, q in zip(mapped.layers, quantized):
-        torch.testing.assert_close(reconstruct(layer.A), q.A_bar, rtol=0, atol=1e-14)
-        torch.testing.assert_close(reconstruct(layer.D), q.D, rtol=0, atol=1e-14)
+    for i, q in enumerate(quantized):
+        mapped = map_ssm(f"blocks.{i}.ssm", q, MappingConfig())
+        assert mapped["A_bar"].name == f"blocks.{i}.ssm.A_bar"
+        torch.testing.assert_close(reconstruct(mapped["A_bar"]), q.A_bar, rtol=0, atol=1e-14)
+        torch.testing.assert_close(reconstruct(mapped["D"]), q.D, rtol=0, atol=1e-14)
 
 
 def test_conductances_can_be_replaced_per_chip():
     model = _model()
     mapped = map_model(model, MappingConfig(g_min=0.5, tile_rows=8, tile_cols=8))
     g = {k: v.expand(3, *v.shape).clone() for k, v in mapped.conductances().items()}
-    layer = mapped.layers[0]
+    layer = _layers(mapped)[0]
     x = _complex((1, 2, 4, 4), seed=13)  # (chips=1 broadcast, B, H, N2)
     u = torch.randn(1, 2, 4, dtype=torch.float64, generator=_gen(14))
     y, s = _mapped_ssm_step(layer, x, u, g)
@@ -385,7 +399,7 @@ def test_conductance_maps_dataset():
     assert ds["g_target"].attrs["units"] == "µS"
     assert set(ds["tensor"].values.tolist()) == set(mapped.tensors())
     assert json.loads(ds.attrs["mapping_config"]) == cfg.to_dict()
-    A = mapped.layers[0].A
+    A = mapped["blocks.0.ssm.A_bar"]
     sel = ds.where(ds["tensor"] == A.name, drop=True)
     expected = to_tiles(A, fill=float("nan")).numpy()
     assert ((sel["g_target"].values == expected) | torch.isnan(torch.from_numpy(expected))
@@ -413,10 +427,38 @@ def test_config_errors_name_the_argument():
         MappingConfig(encoding="quadrature")
     with pytest.raises(ImssaError, match="granularity"):
         MappingConfig(granularity="row")
+    with pytest.raises(ImssaError, match="granularity"):
+        MappingConfig(granularity="column")  # the old word, read only from saved configs
     assert MappingConfig(tile_rows=2, encoding="differential").tile_rows == 2
-    cfg = MappingConfig(encoding="differential", g_min=0.1)
+    cfg = MappingConfig(encoding="differential", g_min=0.1, granularity="channel")
     assert cfg.encoding is Encoding.DIFFERENTIAL
     assert MappingConfig.from_dict(json.loads(cfg.to_json())) == cfg
+    old = cfg.to_dict() | {"granularity": "column"}
+    assert MappingConfig.from_dict(old) == cfg
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_refused_at_the_mapping(bad):
+    """A NaN would make w_max fall back to 1 and clip the rest; an inf map every cell to g_min."""
+    model = _model()
+    with torch.no_grad():
+        model.blocks[0].ssm.C[1, 2, 0] = bad
+    with pytest.raises(ImssaError, match="blocks.0.ssm.C contain NaN or infinite"):
+        map_model(model, MappingConfig())
+    a = _complex((3, 2))
+    a[1, 1] = complex(bad, 0.0)
+    with pytest.raises(ImssaError, match="NaN or infinite"):
+        complex_to_conductances(a, "polarity_block", 0.0, 25.0)
+    with pytest.raises(ImssaError, match="w_max"):
+        complex_to_conductances(_complex((3, 2)), "polarity_block", 0.0, 25.0, w_max=bad)
+    with pytest.raises(ImssaError, match="NaN or infinite"):
+        map_linear("lin", torch.tensor([[1.0, bad]]), None, MappingConfig())
+    mapped = map_model(_model(n_layers=1), MappingConfig())
+    prog = mapped.conductances()
+    prog["decoder"] = prog["decoder"].clone()
+    prog["decoder"][0, 0] = bad
+    with pytest.raises(ImssaError, match="programmed conductances of decoder contain NaN"):
+        conductance_maps(mapped, prog)
 
 
 def test_usage_errors():
@@ -426,10 +468,10 @@ def test_usage_errors():
     with pytest.raises(ImssaError, match="conductances for 'lin' must have shape"):
         mapped_matvec(t, torch.ones(3), torch.ones(5, 5))
     model = _model()
-    with pytest.raises(ImssaError, match="one DiscreteSSM per layer"):
-        map_model(model, MappingConfig(), discrete=model.discrete()[:1])
     mapped = map_model(model, MappingConfig())
+    with pytest.raises(ImssaError, match="is not a mapped tensor"):
+        mapped["layers.0.A"]
     with pytest.raises(ImssaError, match="complex"):
-        mapped_matvec(mapped.layers[0].A, torch.ones(4, 4))
+        mapped_matvec(mapped["blocks.0.ssm.A_bar"], torch.ones(4, 4))
     with pytest.raises(ImssaError, match="not in the mapping"):
         conductance_maps(mapped, tensors=["nope"])

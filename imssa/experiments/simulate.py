@@ -1,7 +1,7 @@
 """Accuracy of a trained run on simulated crossbar chips, over inference time and device settings.
 
 ``simulate`` programs ``chips`` chip instances per device setting once, drifts them to every
-inference time, and classifies a data split on each (:class:`~imssa.crossbar.CrossbarS4D`).
+inference time, and classifies a data split on each (:func:`~imssa.crossbar.convert`).
 The result is an xarray Dataset, accuracy (setting, t_inference, chip), written to NetCDF.
 
 Sweeps are resumable: every finished (setting, time) point is written at once to a sidecar
@@ -31,12 +31,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from imssa.crossbar import DIGITAL_PARTS, CrossbarS4D, PeripheryConfig
+from imssa.crossbar import DIGITAL_PARTS, PeripheryConfig, calibrate, convert, set_time
 from imssa.data import Split, load_task
 from imssa.devices import DEVICES, Device, DeviceConfig, check_time, device_from_config
 from imssa.errors import ImssaError
 from imssa.experiments.io import atomic_write, environment, parse_value, read_json, write_json
 from imssa.mapping import MappingConfig
+from imssa.ssm import S4DModel
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -173,17 +174,17 @@ def _generator(device: torch.device, *parts: int) -> torch.Generator:
 
 
 @torch.no_grad()
-def _evaluate_point(xbar: CrossbarS4D, t_inference: float, split: Split,
+def _evaluate_point(xbar: S4DModel, t_inference: float, split: Split,
                     generator: torch.Generator, batch_size: int,
                     device: torch.device) -> list[float]:
-    """Accuracy of every chip of ``xbar`` at one inference time, (chips,) as a list."""
-    xbar.set_time(t_inference, generator)
-    correct = torch.zeros(xbar.n_chips, dtype=torch.long, device=device)
+    """Accuracy of every chip of ``xbar`` (a converted model) at one inference time, (chips,)."""
+    set_time(xbar, t_inference, generator)
+    correct = torch.zeros(xbar.chips.n_chips, dtype=torch.long, device=device)
     n = len(split.y)
     for i in tqdm(range(0, n, batch_size), desc=f"t = {format_time(t_inference)}", leave=False):
         x = split.x[i:i + batch_size].to(device)
         y = split.y[i:i + batch_size].to(device)
-        correct += (xbar(x, generator).argmax(-1) == y).sum(dim=1)
+        correct += (xbar(x, mode="recurrent").argmax(-1) == y).sum(dim=1)
     return [c / n for c in correct.tolist()]
 
 
@@ -264,13 +265,13 @@ def simulate(run: str | Path, device: Device | DeviceConfig | Sequence[Device | 
     seconds = np.zeros((len(devices), len(times)))
     with tqdm(total=len(devices) * len(times), desc="simulate") as bar:
         for s, (d, mapping) in enumerate(zip(devices, mappings)):
-            xbar: CrossbarS4D | None = None
+            xbar: S4DModel | None = None
 
-            def build(s: int = s, d: Device = d, mapping: MappingConfig = mapping) -> CrossbarS4D:
-                xb = CrossbarS4D(model, mapping, d, config.periphery, n_chips=config.chips,
-                                 seed=_generator(dev, config.seed, s), digital=config.digital)
+            def build(s: int = s, d: Device = d, mapping: MappingConfig = mapping) -> S4DModel:
+                xb = convert(model, mapping, d, config.periphery, chips=config.chips,
+                             seed=_generator(dev, config.seed, s), digital=config.digital)
                 if config.periphery.needs_calibration:
-                    xb.calibrate(calibration.split(config.batch_size))
+                    calibrate(xb, calibration.split(config.batch_size))
                 return xb
 
             for j, t in enumerate(times):
