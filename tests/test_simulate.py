@@ -190,6 +190,22 @@ def test_interrupted_simulate_leaves_no_file_and_resumes(run, tmp_path, monkeypa
     assert (ds["accuracy"].values == reference["accuracy"].values).all()
 
 
+@pytest.mark.parametrize("k", [1, 3, 4])
+def test_resume_after_ctrl_c_at_any_point_equals_uninterrupted(run, tmp_path, monkeypatch, k):
+    """Saves: digital, s0_t0, s0_t1, s1_t0, s1_t1; Ctrl-C at the k-th, then resume."""
+    memristors = sweep_memristors(PCMConfig(), "n_devices", [1, 2])
+    config = _config(chips=2, limit=20)
+    reference = simulate(run, memristors, config, sweep="n_devices")
+    out = tmp_path / "sim.nc"
+    with monkeypatch.context() as m:
+        _interrupt_at_save(m, k)
+        with pytest.raises(KeyboardInterrupt):
+            simulate(run, memristors, config, out, sweep="n_devices")
+    ds = simulate(run, memristors, config, out, sweep="n_devices")
+    assert (ds["accuracy"].values == reference["accuracy"].values).all()
+    assert (_load(out)["accuracy"].values == reference["accuracy"].values).all()
+
+
 def test_resume_refuses_another_model_in_the_same_folder(run, tmp_path, monkeypatch):
     folder = tmp_path / "run"
     shutil.copytree(run, folder)
