@@ -29,10 +29,10 @@ from imssa.experiments.simulate import (
     simulate,
     sweep_memristors,
 )
-from imssa.experiments.simulate.chips import digital_parts
+from imssa.experiments.simulate.config import check_digital
 from imssa.experiments.simulate.parts import PartsStore
 from imssa.experiments.simulate.points import settings as make_settings
-from imssa.experiments.train import TrainConfig, load_run, train
+from imssa.experiments.train import TrainConfig, train
 from imssa.mapping import MappingConfig
 
 
@@ -269,19 +269,21 @@ def test_parts_without_manifest_or_damaged_are_refused(run, tmp_path, monkeypatc
         simulate(run, PCMConfig(), _config(), out)
 
 
-def test_digital_selectors(run):
-    _, model = load_run(run)  # one block
-    assert digital_parts(model, ()) == ()
-    assert digital_parts(model, ("A", "mix")) == ("A", "mix")
-    assert digital_parts(model, ("blocks.0.ssm.A_bar", "blocks.*.ssm.B_bar", "decoder")) == \
-        ("A", "B", "decoder")
-    with pytest.raises(ImssaError, match="SimulationConfig.digital"):
-        digital_parts(model, ("blocks.3.ssm.A_bar",))  # no fourth block
-    with pytest.raises(ImssaError, match="whole parts"):
-        digital_parts(model, ("encoder.weight",))
-    with pytest.raises(ImssaError, match="SimulationConfig.digital"):
-        SimulationConfig(digital=("Q",))
+def test_digital_selectors(run, tmp_path):
+    for ok in (("A", "mix"), ("blocks.0.ssm.A_bar", "blocks.*.ssm.B_bar", "decoder"),
+               ("blocks.7.mix",)):  # the form is checked here, the layers with the model
+        check_digital(SimulationConfig(digital=ok).digital)
     assert SimulationConfig(digital="A").digital == ("A",)
+    for bad in ("Q", "encoder.weight", "blocks.0.ssm.Z"):
+        with pytest.raises(ImssaError, match="SimulationConfig.digital"):
+            SimulationConfig(digital=(bad,))
+    with pytest.raises(ImssaError, match="SimulationConfig.digital.*'blocks.3.ssm.A_bar'"):
+        simulate(run, PCMConfig(), _config(digital=("blocks.3.ssm.A_bar",)), tmp_path / "x.nc")
+    assert not (tmp_path / "x.nc.parts").exists()  # refused before any work
+    # every SSM tensor of the only block digital, by path or by alias: the same numbers
+    by_path = simulate(run, PCMConfig(), _config(digital=("blocks.0.ssm",)))
+    by_alias = simulate(run, PCMConfig(), _config(digital=("A", "B", "C", "D")))
+    assert (by_path["accuracy"].values == by_alias["accuracy"].values).all()
 
 
 def test_window_of_each_setting():
@@ -356,8 +358,8 @@ def test_cli_defaults_are_the_configs():
     (["--adc-bits", "1"], "--adc-bits must be"),
     (["--tile-size", "2"], "--tile-size"),
     (["--tile-size", "4x2", "--encoding", "differential"], "--tile-size"),
-    (["--digital", "A,Q"], "--digital: unknown tensor 'Q'"),
-    (["--digital", "encoder.weight"], "--digital: the crossbar keeps whole parts"),
+    (["--digital", "A,Q"], "--digital: unknown part to keep digital 'Q'"),
+    (["--digital", "encoder.weight"], "--digital: unknown part to keep digital 'encoder.weight'"),
     (["--set", "nu=1"], "bad settings"),
     (["--sweep", "prog_noise"], "FIELD=VALUE"),
     (["--memristor", "gaussian", "--sweep", "prog_noise=0.1,abc"],

@@ -14,12 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from imssa.crossbar import PeripheryConfig
-from imssa.devices import DEVICES, DeviceConfig, make_device
+from imssa.crossbar import ADC_GRANULARITIES, CALIBRATIONS, COMPENSATIONS, PeripheryConfig
+from imssa.devices import DEVICES, READ_NOISE_MODES, DeviceConfig, make_device
 from imssa.errors import ImssaError
 from imssa.experiments.io import parse_value
 from imssa.experiments.simulate import (
     DEFAULT_MEMRISTOR,
+    SPLITS,
     SimulationConfig,
     check_plot_path,
     format_times,
@@ -28,7 +29,7 @@ from imssa.experiments.simulate import (
     sweep_memristors,
 )
 from imssa.experiments.simulate.parts import MANIFEST, parts_folder
-from imssa.mapping import MappingConfig
+from imssa.mapping import MAPPING_GRANULARITIES, Encoding, MappingConfig
 
 #: Library names (config fields, ``simulate`` arguments) -> the flag that sets them.
 FLAGS: dict[str, str] = {
@@ -188,9 +189,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--tile-size", default=f"{rows}" if rows == cols else f"{rows}x{cols}",
                    help="crossbar tile ROWS[xCOLS] (default %(default)s)")
     g.add_argument("--encoding", default=default(MappingConfig, "encoding"),
-                   help="polarity_block or differential (default %(default)s)")
+                   choices=[e.value for e in Encoding],
+                   help="signed weights on conductances (default %(default)s)")
     g.add_argument("--granularity", default=default(MappingConfig, "granularity"),
-                   help="one conductance scale per tensor or per output (default %(default)s)")
+                   choices=MAPPING_GRANULARITIES,
+                   help="one conductance scale per tensor or per output channel (default "
+                   "%(default)s)")
     g = p.add_argument_group("periphery")
     per = PeripheryConfig
     g.add_argument("--dac-bits", type=int, default=default(per, "dac_bits"),
@@ -200,8 +204,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--adc-bits", type=int, default=default(per, "adc_bits"),
                    help="ADC bits (default: ideal)")
     g.add_argument("--adc-granularity", default=default(per, "adc_granularity"),
-                   help="one ADC range per tensor or per output (default %(default)s)")
-    g.add_argument("--calibration", default=default(per, "calibration"),
+                   choices=ADC_GRANULARITIES,
+                   help="one ADC range per tensor or per output channel (default %(default)s)")
+    g.add_argument("--calibration", default=default(per, "calibration"), choices=CALIBRATIONS,
                    help="converter ranges from max |v| or a percentile (default %(default)s)")
     g.add_argument("--percentile", type=float, default=default(per, "percentile"),
                    help="percentile of --calibration percentile (default %(default)s)")
@@ -209,6 +214,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="column output noise std relative to the ADC range (default "
                    "%(default)s)")
     g.add_argument("--read-noise", default=default(per, "read_noise_mode"),
+                   choices=READ_NOISE_MODES,
                    help="per_step (fresh every step) or per_inference (aihwkit); default: the "
                    "memristor's")
     g.add_argument("--state-bits", type=int, default=default(per, "state_bits"),
@@ -216,13 +222,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--state-clip", type=float, default=default(per, "state_clip"),
                    help="state register bound (default: calibrated when --state-bits is set)")
     g.add_argument("--compensation", default=default(per, "drift_compensation"),
-                   help="drift compensation: none, global or per_column (default %(default)s)")
-    g.add_argument("--digital", action="append", metavar="TENSORS",
-                   help="tensors kept digital, comma-separated: aliases A, B, C, D, encoder, "
-                   "mix, decoder or paths such as blocks.0.ssm.A_bar (repeatable)")
+                   choices=COMPENSATIONS, help="drift compensation (default %(default)s)")
+    g.add_argument("--digital", action="append", metavar="PARTS",
+                   help="parts kept digital, comma-separated: aliases A, B, C, D, encoder, "
+                   "mix, decoder or paths such as blocks.0.ssm.A_bar, blocks.1.mix (repeatable)")
     g = p.add_argument_group("run")
-    g.add_argument("--split", default=default(sim, "split"), help="test or val (default "
-                   "%(default)s)")
+    g.add_argument("--split", default=default(sim, "split"), choices=SPLITS,
+                   help="the split classified (default %(default)s)")
     g.add_argument("--limit", type=int, default=default(sim, "limit"),
                    help="use only this many samples of every split (default: all)")
     g.add_argument("--data-dir", default=default(sim, "data_dir"),

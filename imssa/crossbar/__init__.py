@@ -1,16 +1,27 @@
-"""The crossbar simulator: analog tiles (DAC -> conductances -> read noise -> ADC) and the
-recurrent engine that runs a whole S4D classifier on them, vectorized over chips and sequences.
+"""The crossbar simulator as a conversion of the one graph: analog modules (DAC -> conductances
+-> read noise -> ADC, drift compensation, state register) swapped into an S4DModel, vectorized
+over chips and sequences.
 
 Typical use::
 
-    xbar = CrossbarS4D(model, MappingConfig(), PCMDevice(), PeripheryConfig(adc_bits=8,
-                       dac_bits=8), n_chips=25, seed=0)
-    xbar.calibrate(u_train[:64])      # converter ranges, on the target weights
-    xbar.set_time(86400.0)            # drift every chip to one day after programming
-    logits = xbar(u_test)             # (chips, B, n_classes)
+    model = convert(trained, MappingConfig(), PCMDevice(), PeripheryConfig(adc_bits=8,
+                    dac_bits=8), chips=25, seed=0)
+    calibrate(model, u_train[:64])      # converter ranges, on the target weights
+    set_time(model, 86400.0)            # drift every chip to one day after programming
+    logits = model(u_test, mode="recurrent")   # (chips, B, n_classes)
 """
 
-from imssa.crossbar.engine import DIGITAL_PARTS, CrossbarS4D
+from imssa.crossbar.chips import AnalogPart, ChipSet
+from imssa.crossbar.convert import (
+    DIGITAL_PARTS,
+    analog_names,
+    analog_parts,
+    calibrate,
+    chip_set,
+    convert,
+    set_time,
+)
+from imssa.crossbar.linear import AnalogLinear
 from imssa.crossbar.periphery import (
     ADC_GRANULARITIES,
     CALIBRATIONS,
@@ -21,10 +32,12 @@ from imssa.crossbar.periphery import (
     register,
     sense,
 )
+from imssa.crossbar.ssm import AnalogSSM, scan_backend
 from imssa.crossbar.tile import AnalogTile, SensedArrays, compensation, make_generator
 
 __all__ = [
-    "ADC_GRANULARITIES", "CALIBRATIONS", "COMPENSATIONS", "DIGITAL_PARTS", "AnalogTile",
-    "CrossbarS4D", "PeripheryConfig", "SensedArrays", "compensation", "dac", "make_generator",
-    "quantize_symmetric", "register", "sense",
+    "ADC_GRANULARITIES", "CALIBRATIONS", "COMPENSATIONS", "DIGITAL_PARTS", "AnalogLinear",
+    "AnalogPart", "AnalogSSM", "AnalogTile", "ChipSet", "PeripheryConfig", "SensedArrays",
+    "analog_names", "analog_parts", "calibrate", "chip_set", "compensation", "convert", "dac",
+    "make_generator", "quantize_symmetric", "register", "scan_backend", "sense", "set_time",
 ]

@@ -1,11 +1,11 @@
 """The mixed-signal periphery of a crossbar: DACs on the rows, ADCs on the columns, output noise,
 the state register of the recurrence, and drift compensation settings.
 
-Conventions (shared with :mod:`imssa.quant`): a b-bit converter has the narrow signed grid of
-``qrange(b, symmetric=True)``, codes -q..q with q = 2^(b-1) - 1, step = r / q for a range [-r, r];
+Conventions (shared with :mod:`imssa.quant`): a b-bit converter has the narrow signed grid,
+codes -q..q with q = 2^(b-1) - 1 (:func:`levels`), step = r / q for a range [-r, r];
 values are rounded half to even (``torch.round``) and saturate at the range. A range is one
 number per converter group: per tensor for DACs (one input range per driven signal), per tensor
-or per output column for ADCs. Ranges are given or calibrated from data (max-abs or a
+or per output channel (column) for ADCs. Ranges are given or calibrated from data (max-abs or a
 percentile of |v|) on the target weights, as a chip's periphery is trimmed once at design time.
 
 Output noise is additive Gaussian noise on each sensed column current before the ADC, with a std
@@ -27,14 +27,21 @@ from torch import Tensor
 from imssa.devices import READ_NOISE_MODES, ReadNoiseMode
 from imssa.devices.base import randn_like
 from imssa.errors import ImssaError
-from imssa.quant import QuantSpec, RangeObserver, qrange
+from imssa.quant import QuantSpec, RangeObserver
 
+#: Calibration words of the periphery (a subset of imssa.names.Calibration: ranges are symmetric).
 Calibration = Literal["maxabs", "percentile"]
-AdcGranularity = Literal["tensor", "column"]
-Compensation = Literal["none", "global", "per_column"]
+#: ADC range granularities (imssa.names' words): one range per column group or per sensed output
+#: channel (column). "column", the old word, is read as "channel" from saved configs.
+AdcGranularity = Literal["tensor", "channel"]
+#: Drift compensation: "global" is aihwkit 1.2.0's GlobalDriftCompensation (one-hot read-outs,
+#: mean |output|), "global_ones" one all-ones read-out, "per_column" aihwkit's
+#: PerColumnDriftCompensation (see :func:`imssa.crossbar.tile.compensation`).
+Compensation = Literal["none", "global", "global_ones", "per_column"]
 CALIBRATIONS: tuple[str, ...] = get_args(Calibration)
 ADC_GRANULARITIES: tuple[str, ...] = get_args(AdcGranularity)
 COMPENSATIONS: tuple[str, ...] = get_args(Compensation)
+_OLD_WORDS = {"adc_granularity": {"column": "channel"}}
 MIN_BITS, MAX_BITS = 2, 16
 EPS_RANGE = 1e-30  # smallest converter range, so an all-zero calibration gives zeros, not NaN
 
@@ -66,7 +73,8 @@ class PeripheryConfig:
         dac_range: input range r of every DAC (inputs clipped to [-r, r], in input units); None
             calibrates one range per driven signal.
         adc_bits: ADC resolution, 2..16; None = ideal (no rounding, no saturation).
-        adc_granularity: one ADC range per column group ("tensor") or per output column.
+        adc_granularity: one ADC range per column group ("tensor") or per sensed output
+            ("channel": a dense output, a state column of a (channel, mode), a channel of C).
         calibration: how calibrated ranges are taken: max |v| or a percentile of |v|.
         percentile: the percentile of ``calibration="percentile"``, in (50, 100].
         output_noise: std of additive Gaussian noise on each sensed column, relative to its ADC
@@ -79,7 +87,8 @@ class PeripheryConfig:
         state_clip: bound of the state register: real and imaginary parts clipped to
             [-state_clip, state_clip] every step (and the range of ``state_bits``); None
             calibrates the range when ``state_bits`` is set, and does not clip otherwise.
-        drift_compensation: "none", "global" (one gain per column group and chip) or
+        drift_compensation: "none", "global" (one gain per column group and chip, aihwkit's
+            one-hot read-outs), "global_ones" (the same from one all-ones read-out) or
             "per_column" (one per output), from a reference read-out at programming time.
     """
 
@@ -148,13 +157,20 @@ class PeripheryConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PeripheryConfig:
-        return cls(**d)
+        """From :meth:`to_dict`; a saved config's old words are translated."""
+        return cls(**{k: _OLD_WORDS.get(k, {}).get(v, v) if isinstance(v, str) else v
+                      for k, v in d.items()})
+
+
+def levels(bits: int) -> int:
+    """q = 2^(b-1) - 1: the largest code of a b-bit narrow signed grid (imssa.quant's)."""
+    return 2 ** (bits - 1) - 1
 
 
 def grid_step(r: Tensor, bits: int) -> Tensor:
     """Step r / q of the b-bit narrow signed grid of [-r, r], r clamped at EPS_RANGE: the one
     formula of every converter (and of the fused kernel's precomputed steps)."""
-    return r.clamp_min(EPS_RANGE) / qrange(bits, symmetric=True)[1]
+    return r.clamp_min(EPS_RANGE) / levels(bits)
 
 
 def quantize_symmetric(v: Tensor, r: Tensor | float, bits: int) -> Tensor:
@@ -165,7 +181,7 @@ def quantize_symmetric(v: Tensor, r: Tensor | float, bits: int) -> Tensor:
         r: range, scalar or broadcastable to v, > 0 (clamped at 1e-30).
         bits: 2..16.
     """
-    q = qrange(bits, symmetric=True)[1]
+    q = levels(bits)
     step = grid_step(torch.as_tensor(r, dtype=v.dtype, device=v.device), bits)
     return torch.round(v / step).clamp_(-q, q).mul_(step)
 
@@ -211,7 +227,7 @@ def sense(mean: Tensor, var: Tensor | None, r: Tensor | None, cfg: PeripheryConf
         return mean
     if r is None:
         raise ImssaError("an ADC with adc_bits set needs calibrated ranges; call calibrate first")
-    q = qrange(cfg.adc_bits, symmetric=True)[1]
+    q = levels(cfg.adc_bits)
     step = grid_step(r, cfg.adc_bits)
     return mean.div_(step).round_().clamp_(-q, q).mul_(step)
 

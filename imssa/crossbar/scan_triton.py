@@ -1,12 +1,12 @@
 """A fused Triton kernel for the recurrent loop of one S4D layer on the crossbar.
 
-``_Pass.scan`` in :mod:`imssa.crossbar.engine` runs the L steps of a layer as a Python loop of
+:class:`~imssa.crossbar.AnalogSSM` runs the L steps of a layer as a Python loop of
 about twenty PyTorch kernels per step over (chips, batch, H, N/2, S) tensors: launch- and
 memory-bound. :func:`crossbar_scan` runs the whole loop in one launch. One program per (chip,
 block of batch rows, channel h) keeps that channel's effective arrays (A, B, C, D weights and
 read-noise variances, ADC steps, drift-compensation gains) and the state in registers; per step
-it reads only the DAC'd input u[k] and writes only y[k]. A step computes what ``_Pass.scan``
-computes (tile layouts in :mod:`imssa.crossbar.tile`):
+it reads only the DAC'd input u[k] and writes only y[k]. A step computes what the step loop
+computes (tile layouts in :mod:`imssa.mapping.roles`):
 
     state columns:  o = ADC(u W_B + DAC(s) W_A + sqrt(u^2 V_B + DAC(s)^2 V_A + (eta r)^2) n)
                     s = register(decode(o) alpha_AB)
@@ -28,9 +28,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from imssa.crossbar.periphery import PeripheryConfig, grid_step
+from imssa.crossbar.periphery import PeripheryConfig, grid_step, levels
 from imssa.crossbar.tile import SensedArrays
-from imssa.quant import qrange
 from imssa.ssm.scan_triton import _quantize
 
 # Arrays packed per (chip, channel) (constexpr, as globals a kernel reads must be). State columns,
@@ -204,7 +203,8 @@ def crossbar_scan(u: Tensor, A: SensedArrays, B: SensedArrays, C: SensedArrays, 
                   alpha_ab: Tensor | None, alpha_cd: Tensor | None,
                   ranges: dict[str, Tensor | None], cfg: PeripheryConfig,
                   generator: torch.Generator | None) -> Tensor:
-    """The recurrence of one all-analog S4D layer, as ``_Pass.scan`` computes it, in one launch.
+    """The recurrence of one all-analog S4D layer, as ``AnalogSSM``'s loop computes it, in one
+    launch.
 
     Args:
         u: (z|1, B, L, H) float32 DAC outputs of the layer input, on CUDA (or CPU in Triton's
@@ -213,8 +213,8 @@ def crossbar_scan(u: Tensor, A: SensedArrays, B: SensedArrays, C: SensedArrays, 
             :mod:`imssa.crossbar.tile`).
         alpha_ab, alpha_cd: drift-compensation gains broadcasting against the decoded state
             (z, 1, H, N2, 2) and output (z, 1, H); None for none.
-        ranges: converter ranges "AB", "CD" (ADCs), "x" (state DAC), "state" (register), None
-            where not needed (``CrossbarS4D._range``).
+        ranges: converter ranges "state", "output" (ADCs), "x" (state DAC), "register", None
+            where not needed (``AnalogSSM.range``).
         cfg: the periphery.
         generator: source of the kernel's seeds.
 
@@ -231,7 +231,7 @@ def crossbar_scan(u: Tensor, A: SensedArrays, B: SensedArrays, C: SensedArrays, 
     def var(arrays: SensedArrays) -> Tensor:
         return arrays.V if arrays.V is not None else torch.zeros_like(arrays.W)
 
-    step_ab, nv_ab = _adc(ranges["AB"], cfg, (z, H, N2, S), u)
+    step_ab, nv_ab = _adc(ranges["state"], cfg, (z, H, N2, S), u)
     ab = torch.stack([A.W[:, 0], A.W[:, 1], B.W, var(A)[:, 0], var(A)[:, 1], var(B), step_ab,
                       nv_ab], 2).contiguous()  # (z H 8 N2 S)
     ones = torch.ones((), dtype=u.dtype, device=dev)
@@ -242,18 +242,18 @@ def crossbar_scan(u: Tensor, A: SensedArrays, B: SensedArrays, C: SensedArrays, 
         return W.flatten(-2)[..., :2 * N2].unflatten(-1, (N2, 2)).movedim(-1, 2)
 
     cd = torch.cat([modes(C.W), modes(var(C))], 2).contiguous()  # (z H 4 N2)
-    step_cd, nv_cd = _adc(ranges["CD"], cfg, (H, 1), u)
+    step_cd, nv_cd = _adc(ranges["output"], cfg, (H, 1), u)
     a_cd = torch.broadcast_to(alpha_cd if alpha_cd is not None else ones, (z, 1, H))[:, 0]
     chv = torch.stack(torch.broadcast_tensors(D.W, var(D), step_cd[:, 0], nv_cd[:, 0], a_cd),
                       -1).contiguous()  # (z H 5)
     reg = 2 if cfg.state_bits is not None else 1 if cfg.state_clip is not None else 0
     step_x = grid_step(ranges["x"], cfg.dac_bits) if cfg.dac_bits is not None else ones
-    step_s = grid_step(ranges["state"], cfg.state_bits) if reg == 2 else ones
+    step_s = grid_step(ranges["register"], cfg.state_bits) if reg == 2 else ones
     clip = torch.tensor(cfg.state_clip or 0.0, dtype=u.dtype, device=dev)
     scal = torch.stack([step_x, step_s, clip])  # state DAC step, register step, state clip
 
     def q(bits: int | None) -> float:
-        return float(qrange(bits, symmetric=True)[1]) if bits is not None else 1.0
+        return float(levels(bits)) if bits is not None else 1.0
 
     u = u.contiguous()
     y = torch.empty((z, Bsz, L, H), dtype=u.dtype, device=dev)

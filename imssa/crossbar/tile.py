@@ -17,17 +17,7 @@ Sensed outputs. A column whose current is signed by the drive is sensed as is (p
 encoding: the rows carry (x, -x)); a differential pair (G+, G-) is subtracted in the analog
 domain and sensed once. Every sensed output is expressed in weight units, i.e. divided by its
 column's conductance scale (µS per weight unit; a per-column gain in front of the ADC), so the
-effective arrays below are signed weights. Layouts (z chips, N batch, H channels, N2 modes,
-S sensed state columns per mode: 4 = (y_r, y_i, -y_r, -y_i) for polarity, 2 for differential,
-P pieces of a column that spans several tiles, each with its own ADC):
-
-    role    drive v            effective W            sensed outputs     decoded output
-    dense   (z|1, N, in)       (z, P, Rp, out)        (z, N, P, out)     (z, N, out)
-    ssm_A   (z|1, N, H, N2, 2) (z, 2, H, N2, S)       (z, N, H, N2, S)   (z, N, H, N2, 2)
-    ssm_B   (z|1, N, H)        (z, H, N2, S)          (z, N, H, N2, S)   (z, N, H, N2, 2)
-    ssm_C   (z|1, N, H, N2, 2) (z, H, P, K = 2 m)     (z, N, H, P)       (z, N, H)
-    ssm_D   (z|1, N, H)        (z, H)                 (z, N, H, 1)       (z, N, H)
-
+effective arrays are signed weights; their layouts per role are in :mod:`imssa.mapping.roles`.
 A dense bias is one more row driven by 1 (not through the DAC). Pieces are summed digitally after
 their ADCs; the polarity-doubled outputs (y, -y) are averaged after theirs.
 """
@@ -41,14 +31,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from imssa.crossbar.periphery import PeripheryConfig, dac, quantize_symmetric, sense
+from imssa.crossbar.periphery import Compensation
 from imssa.devices import Device, DriftedState, drift_compensation_factor
 from imssa.devices.base import randn_like
-from imssa.devices.compensation import CompensationMode
 from imssa.errors import ImssaError
-from imssa.mapping import Encoding, MappedTensor, mapped_matvec, reconstruct_units
-
-# Dims of the decoded output after (chips, batch), for broadcasting gains.
-_OUT_NDIM = {"dense": 1, "ssm_A": 3, "ssm_B": 3, "ssm_C": 1, "ssm_D": 1}
+from imssa.mapping import Encoding, MappedTensor, Role, mapped_matvec, reconstruct_units
 
 
 class SensedArrays(NamedTuple):
@@ -74,9 +61,17 @@ def make_generator(seed: int | torch.Generator, device: torch.device | str) -> t
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def check_window(mapped_g_min: float, mapped_g_max: float, device: Device) -> None:
+def check_memristor(memristor: object) -> Device:
+    """``memristor`` itself if it is an imssa Device, else a clear error."""
+    if not isinstance(memristor, Device):
+        raise ImssaError(f"memristor must be an imssa Device (e.g. make_device('pcm')), got "
+                         f"{type(memristor).__name__}")
+    return memristor
+
+
+def check_window(mapped_g_min: float, mapped_g_max: float, memristor: Device) -> None:
     """The mapping's conductance window must lie inside the device's programmable one."""
-    cfg = device.config
+    cfg = memristor.config
     slack = 1e-9 * (cfg.g_max - cfg.g_min)
     if mapped_g_min < cfg.g_min - slack or mapped_g_max > cfg.g_max + slack:
         raise ImssaError(
@@ -102,27 +97,27 @@ class AnalogTile:
 
     Args:
         tensor: the mapped tensor (its targets, scale and tile layout).
-        device: the memristive device model (programming, drift, read noise).
+        memristor: the memristive device model (programming, drift, read noise).
         periphery: DAC, ADC, output noise, read-noise mode and drift compensation.
         n_chips: independent chip instances (programming errors), a leading dim everywhere.
         seed: int or torch.Generator (on the tensor's device) for programming and later draws.
 
     Call :meth:`set_time` before a forward; :meth:`calibrate` when the periphery needs ranges
-    (standalone use; :class:`~imssa.crossbar.CrossbarS4D` calibrates its tiles itself).
+    (standalone use; a converted model's analog modules calibrate their tiles themselves).
     """
 
-    def __init__(self, tensor: MappedTensor, device: Device,
+    def __init__(self, tensor: MappedTensor, memristor: Device,
                  periphery: PeripheryConfig | None = None, *, n_chips: int = 1,
                  seed: int | torch.Generator = 0) -> None:
         if isinstance(n_chips, bool) or not isinstance(n_chips, int) or n_chips < 1:
             raise ImssaError(f"n_chips must be an integer >= 1, got {n_chips!r}")
-        check_window(tensor.g_min, tensor.g_max, device)
-        self.tensor, self.device = tensor, device
+        check_window(tensor.g_min, tensor.g_max, check_memristor(memristor))
+        self.tensor, self.memristor = tensor, memristor
         self.periphery = periphery if periphery is not None else PeripheryConfig()
         self.n_chips = n_chips
         self.generator = make_generator(seed, tensor.g_target.device)
         g = tensor.g_target
-        self.programmed = device.program(g.expand(n_chips, *g.shape), self.generator)
+        self.programmed = memristor.program(g.expand(n_chips, *g.shape), self.generator)
         self.g_reference = self.programmed.g  # (z, *compact) read-out baseline at programming
         self.target = self.arrays(g.unsqueeze(0), None)
         self.now: SensedArrays | None = None
@@ -134,12 +129,12 @@ class AnalogTile:
 
     # --- layout ---------------------------------------------------------------------------
     @property
-    def role(self) -> str:
+    def role(self) -> Role:
         return self.tensor.role
 
     @property
     def read_noise_mode(self) -> str:
-        return self.periphery.read_noise_mode or self.device.config.read_noise_mode
+        return self.periphery.read_noise_mode or self.memristor.config.read_noise_mode
 
     def _sensed_scale(self) -> Tensor:
         """Conductance scale (µS per weight unit) per sensed output, (*grid, sensed)."""
@@ -149,49 +144,19 @@ class AnalogTile:
             s = torch.cat([s, s], -1)  # the outputs y and -y share a scale
         return s
 
-    def _pieces(self) -> tuple[int, int]:
-        """(P, rows per piece) of a column cut over tiles: dense rows, ssm_C modes."""
-        t = self.tensor
-        if self.role == "dense":
-            rows = t.layout.piece_rows
-            return -(-t.compact_shape[0] // rows), rows
-        m = t.layout.piece_rows // t.compact_shape[-2]  # whole modes per piece
-        return -(-t.compact_shape[1] // m), m
-
     def range_shape(self, granularity: str) -> tuple[int, ...]:
         """Shape of the ADC range of this tensor's sensed outputs; pieces of a column share it."""
         if granularity == "tensor":
             return ()
-        shape = self.tensor.compact_shape
-        if self.role == "dense":
-            return (self.tensor.scale.shape[0],)
-        if self.role in ("ssm_A", "ssm_B"):
-            return (*shape[:2], self._sensed_scale().shape[-1])
-        return (shape[0], 1)
+        return self.role.range_shape(self.tensor, self._sensed_scale().shape[-1])
 
     def arrays(self, g: Tensor, var: Tensor | None) -> SensedArrays:
         """Effective sensed arrays from conductances g and read variances var, (z, *compact)."""
         s = self._sensed_scale().unsqueeze(-2)  # (*grid, 1, sensed)
         W = _fold(g, self.tensor.encoding, -1.0) / s
         V = None if var is None else _fold(var, self.tensor.encoding, 1.0) / s.square()
-        return SensedArrays(self._layout(W), None if V is None else self._layout(V))
-
-    def _layout(self, W: Tensor) -> Tensor:
-        """(z, *grid, in, sensed) -> the role's layout of the effective arrays."""
-        z = W.shape[0]
-        if self.role == "dense":
-            P, rows = self._pieces()
-            W = F.pad(W, (0, 0, 0, P * rows - W.shape[-2]))
-            return W.reshape(z, P, rows, W.shape[-1]).contiguous()
-        if self.role == "ssm_A":  # rows first: each row's (H N2 S) matrix is contiguous
-            return W.movedim(-2, 1).contiguous()
-        if self.role == "ssm_B":
-            return W[..., 0, :].contiguous()  # (z H N2 S)
-        if self.role == "ssm_C":
-            P, m = self._pieces()
-            W = F.pad(W[..., 0], (0, 0, 0, P * m - W.shape[2]))  # (z H P*m 2)
-            return W.reshape(z, W.shape[1], P, 2 * m).contiguous()
-        return W[..., 0, 0].contiguous()  # (z H)
+        t, role = self.tensor, self.role
+        return SensedArrays(role.layout(t, W), None if V is None else role.layout(t, V))
 
     # --- the fast path ----------------------------------------------------------------------
     def sense(self, v: Tensor, arrays: SensedArrays,
@@ -209,75 +174,31 @@ class AnalogTile:
             mean (z, N, ...) sensed outputs in weight units, var like it or None.
         """
         W, V = arrays
-        role = self.role
-        if role == "dense":
-            if self.tensor.has_bias:
-                v = torch.cat([v, torch.ones_like(v[..., :1])], -1)
-            P, rows = W.shape[1:3]
-            if P * rows != v.shape[-1]:
-                v = F.pad(v, (0, P * rows - v.shape[-1]))
-            v = v.unflatten(-1, (P, rows))  # (z|1 N P Rp)
-
-            def product(x: Tensor, M: Tensor, out: Tensor | None) -> Tensor:
-                if x.shape[0] == 1:
-                    return torch.einsum("npr,zpro->znpo", x[0], M)
-                return torch.einsum("znpr,zpro->znpo", x, M)
-        elif role == "ssm_A":
-            v = v.unsqueeze(-1)  # (z|1 N H N2 2 1): broadcasts over the sensed columns
-
-            def product(x: Tensor, M: Tensor, out: Tensor | None) -> Tensor:
-                M = M.unsqueeze(2)  # (z 2 1 H N2 S)
-                if out is None:
-                    out = x[..., 0, :] * M[:, 0]
-                else:
-                    out.addcmul_(x[..., 0, :], M[:, 0])
-                return out.addcmul_(x[..., 1, :], M[:, 1])
-        elif role == "ssm_B":
-            def product(x: Tensor, M: Tensor, out: Tensor | None) -> Tensor:
-                return x[..., None, None] * M.unsqueeze(1)
-        elif role == "ssm_C":
-            P, K = W.shape[2:]
-            v = v.flatten(-2)  # (z|1 N H N2*2), mode-major like W
-            if P * K != v.shape[-1]:
-                v = F.pad(v, (0, P * K - v.shape[-1]))
-            v = v.unflatten(-1, (P, K))
-
-            def product(x: Tensor, M: Tensor, out: Tensor | None) -> Tensor:
-                return (x * M.unsqueeze(1)).sum(-1)
-        else:
-            def product(x: Tensor, M: Tensor, out: Tensor | None) -> Tensor:
-                return (x * M.unsqueeze(1)).unsqueeze(-1)
+        v, product = self.role.drive(self.tensor, v, W)
         mean = product(v, W, acc[0])
         var = acc[1] if V is None else product(v.square(), V, acc[1])
         return mean, var
 
     def decode(self, o: Tensor) -> Tensor:
         """Sensed outputs after the ADC -> decoded logical outputs (sum pieces, average (y, -y))."""
-        if self.role == "dense":
-            return o.sum(-2)
-        if self.role in ("ssm_C", "ssm_D"):
-            return o.sum(-1)
-        if self.tensor.encoding is Encoding.POLARITY_BLOCK:
-            return (o[..., :2] - o[..., 2:]) * 0.5
-        return o
+        return self.role.decode(self.tensor, o)
 
     def _drive(self, x: Tensor) -> tuple[Tensor, tuple[int, ...]]:
         """Logical input (z|1, *batch, *in) -> drive (z|1, N, ...) and the batch shape."""
-        n_in = {"dense": 1, "ssm_A": 2, "ssm_B": 1, "ssm_C": 2, "ssm_D": 1}[self.role]
-        complex_in = self.role in ("ssm_A", "ssm_C")
-        if complex_in != torch.is_complex(x):
-            raise ImssaError(f"{self.tensor.name} ({self.role}) takes a "
-                             f"{'complex' if complex_in else 'real'} input, got {x.dtype}")
-        if x.ndim < n_in + 1 or x.shape[0] not in (1, self.n_chips):
+        role = self.role
+        if role.complex_in != torch.is_complex(x):
+            raise ImssaError(f"{self.tensor.name} ({role}) takes a "
+                             f"{'complex' if role.complex_in else 'real'} input, got {x.dtype}")
+        if x.ndim < role.in_dims + 1 or x.shape[0] not in (1, self.n_chips):
             raise ImssaError(f"{self.tensor.name}: input must be (chips or 1, ..., logical in) "
                              f"with {self.n_chips} chips, got {tuple(x.shape)}")
-        batch = tuple(x.shape[1:x.ndim - n_in])
-        v = torch.view_as_real(x) if complex_in else x
+        batch = tuple(x.shape[1:x.ndim - role.in_dims])
+        v = torch.view_as_real(x) if role.complex_in else x
         return v.reshape(v.shape[0], -1, *v.shape[1 + len(batch):]), batch
 
     def _output(self, y: Tensor, batch: tuple[int, ...]) -> Tensor:
         y = y.reshape(y.shape[0], *batch, *y.shape[2:])
-        return torch.view_as_complex(y.contiguous()) if self.role in ("ssm_A", "ssm_B") else y
+        return torch.view_as_complex(y.contiguous()) if self.role.complex_out else y
 
     def _require_time(self) -> SensedArrays:
         if self.now is None:
@@ -313,9 +234,9 @@ class AnalogTile:
         With drift compensation a read-out of the drifted weights sets the output gains.
         """
         gen = generator if generator is not None else self.generator
-        self.drifted = drifted = self.device.drift(self.programmed, t_inference, gen)
+        self.drifted = drifted = self.memristor.drift(self.programmed, t_inference, gen)
         if self.read_noise_mode == "per_inference":
-            self.g_frozen = self.device.read(drifted, gen)
+            self.g_frozen = self.memristor.read(drifted, gen)
             self.now = self.arrays(self.g_frozen, None)
         else:
             self.g_frozen = None
@@ -326,16 +247,14 @@ class AnalogTile:
 
     def readout(self, g: Tensor, all_ones: bool) -> Tensor:
         """Read-out outputs, (z, *grid, reads, outputs) (weight units): one read per input
-        (one-hot inputs: the signed weights themselves), or with ``all_ones`` a single read of an
-        all-ones input, as aihwkit's global drift compensation does. Summing over inputs averages
-        programming noise out; one-hot reads let it inflate mean |w| and bias a global gain, but
-        keep a per-column gain well conditioned where a column's signed weights sum to ~0.
+        (one-hot inputs, aihwkit's ``get_readout_tensor`` = eye(in_size): the signed weights
+        themselves), or with ``all_ones`` a single read of an all-ones input. Summing over inputs
+        averages programming noise out; one-hot reads let it inflate mean |w|, but keep a
+        per-column gain well conditioned where a column's signed weights sum to ~0.
 
         Tensors sharing output columns (A and B, C and D) concatenate along ``reads``.
         """
-        W = reconstruct_units(self.tensor, g).mT  # (z *grid in out)
-        if self.role == "ssm_C":
-            W = W.flatten(-3, -2)  # all modes of a channel feed its one output
+        W = self.role.readout(reconstruct_units(self.tensor, g).mT)  # (z *grid in out)
         return W.sum(-2, keepdim=True) if all_ones else W
 
     def current_read(self, generator: torch.Generator) -> Tensor:
@@ -344,7 +263,7 @@ class AnalogTile:
             raise ImssaError(f"{self.tensor.name}: call set_time(t_inference) first")
         if self.g_frozen is not None:
             return self.g_frozen
-        return self.device.read(self.drifted, generator)
+        return self.memristor.read(self.drifted, generator)
 
     @torch.no_grad()
     def calibrate(self, x: Tensor) -> None:
@@ -378,12 +297,10 @@ class AnalogTile:
         cfg, t = self.periphery, self.tensor
         v, batch = self._drive(x)
         v = dac(v, self.dac_range, cfg.dac_bits)
-        if self.role in ("ssm_A", "ssm_C"):
+        if self.role.complex_in:
             v = torch.view_as_complex(v.contiguous())
         z, N = self.n_chips, v.shape[1]
-        scale = self._sensed_scale()
-        if self.role == "ssm_C":
-            scale = scale[:, 0]  # (H 1): all modes of a channel share its output's scale
+        scale = self.role.current_scale(self._sensed_scale())
         r_current = None if self.adc_range is None else self.adc_range * scale
         differential = t.encoding is Encoding.DIFFERENTIAL
 
@@ -408,7 +325,7 @@ class AnalogTile:
                                     read_std=d.read_std.unsqueeze(1).expand(z, N,
                                                                             *d.g.shape[1:]),
                                     t_inference=d.t_inference)
-            g = self.device.read(per_read, gen).flatten(0, 1)  # (z*N *compact): one read each
+            g = self.memristor.read(per_read, gen).flatten(0, 1)  # (z*N *compact): one read each
             vz = v.expand(z, *v.shape[1:]).flatten(0, 1).unsqueeze(1)  # (z*N 1 ...)
             y = mapped_matvec(t, vz, g, tile_fn=tile_fn).unflatten(0, (z, N)).squeeze(2)
         if self.alpha is not None:
@@ -419,28 +336,40 @@ class AnalogTile:
         return y.reshape(z, *batch, *y.shape[2:])
 
 
-def compensation(tiles: list[AnalogTile], mode: CompensationMode,
+def compensation(tiles: list[AnalogTile], mode: Compensation,
                  generator: torch.Generator) -> Tensor:
     """Drift-compensation gains of tiles sharing output columns, shaped for decoded outputs.
 
-    aihwkit's ``GlobalDriftCompensation`` / ``PerColumnDriftCompensation``: the ratio of the mean
-    |read-out| at programming time (noiseless programmed conductances, aihwkit's baseline) to
-    that of the chip's read now: an all-ones input for the global gain, one-hot inputs for
-    per-column gains (see ``AnalogTile.readout``).
+    The ratio of the mean |read-out| at programming time (noiseless programmed conductances,
+    aihwkit's baseline) to that of the chip's read now (``AnalogTile.readout``):
+
+    - "global": aihwkit 1.2.0's ``GlobalDriftCompensation``: one-hot read-outs
+      (``get_readout_tensor`` = eye(in_size)) of every input of the shared columns, readout =
+      mean |output| over all reads and outputs; one gain per chip. The mean runs over the cells
+      a tensor uses (the compact layout), which gives aihwkit's ratio on the whole logical
+      matrix, whose unused cells read 0 in both means (up to the clamp of a mean at 1e-4).
+    - "global_ones": one all-ones read-out of the shared columns (the tiles' currents add), the
+      mean |output| over the outputs: Joshi et al., Nat. Commun. 11, 2473 (2020), which sums over
+      the inputs so programming noise averages out; one gain per chip.
+    - "per_column": aihwkit's ``PerColumnDriftCompensation``: one-hot read-outs, mean |output|
+      over the reads, one gain per output (column).
 
     Returns:
         (z, 1, ...) broadcasting against the decoded outputs (z, N, *out) of the first tile.
     """
     role = tiles[0].role
-    if mode == "global":  # one all-ones read of the shared columns (the tiles' currents add)
+    one_gain = (-1, 1, *[1] * role.out_ndim)
+    if mode == "global_ones":  # one all-ones read of the shared columns (the tiles' currents add)
         ref = sum(t.readout(t.g_reference, True) for t in tiles)
         now = sum(t.readout(t.current_read(generator), True) for t in tiles)
         alpha = drift_compensation_factor(ref.flatten(1).unsqueeze(-1),
-                                          now.flatten(1).unsqueeze(-1), mode)  # (z,)
-        return alpha.reshape(-1, 1, *[1] * _OUT_NDIM[role])
+                                          now.flatten(1).unsqueeze(-1), "global")  # (z,)
+        return alpha.reshape(one_gain)
     ref = torch.cat([t.readout(t.g_reference, False) for t in tiles], -2)
     now = torch.cat([t.readout(t.current_read(generator), False) for t in tiles], -2)
-    alpha = drift_compensation_factor(ref, now, mode)  # (z *grid cols)
-    if role in ("ssm_C", "ssm_D"):
-        alpha = alpha[..., 0]  # (z H)
-    return alpha.unsqueeze(1)
+    if mode == "global":
+        alpha = drift_compensation_factor(ref.flatten(1).unsqueeze(-1),
+                                          now.flatten(1).unsqueeze(-1), "global")  # (z,)
+        return alpha.reshape(one_gain)
+    alpha = drift_compensation_factor(ref, now, "per_column")  # (z *grid cols)
+    return role.column_gain(alpha).unsqueeze(1)

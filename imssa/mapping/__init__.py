@@ -2,11 +2,20 @@
 
 Follows the polarity-doubled 4x4 block of QS4D for the diagonal SSM (or a plain differential
 pair, selectable) and differential column pairs for dense layers; see ``docs/architecture.md``.
+Mapped tensors are named by module path (``encoder``, ``blocks.0.ssm.A_bar``, ``blocks.0.mix``,
+``decoder``); each has a :class:`Role` (:mod:`imssa.mapping.roles`).
 """
 
-from imssa.mapping.config import BLOCK_SHAPE, Encoding, MappingConfig, parse_encoding
+from imssa.mapping.config import (
+    BLOCK_SHAPE,
+    MAPPING_GRANULARITIES,
+    Encoding,
+    MappingConfig,
+    parse_encoding,
+)
 from imssa.mapping.encoding import (
     blocks_to_complex,
+    check_finite,
     complex_to_blocks,
     complex_to_conductances,
     conductances_to_complex,
@@ -19,7 +28,6 @@ from imssa.mapping.encoding import (
     weights_to_conductances,
 )
 from imssa.mapping.mapped import (
-    MappedLayer,
     MappedModel,
     MappedTensor,
     crossbar_currents,
@@ -32,18 +40,20 @@ from imssa.mapping.mapped import (
     reconstruct,
     reconstruct_linear,
     reconstruct_units,
-    ssm_unit_weights,
     to_tiles,
 )
 from imssa.mapping.maps import conductance_maps
+from imssa.mapping.roles import DENSE, SSM_A, SSM_B, SSM_C, SSM_D, SSM_ROLES, Role
 from imssa.mapping.tiling import TileLayout, pack_groups
 
 __all__ = [
-    "BLOCK_SHAPE", "Encoding", "MappedLayer", "MappedModel", "MappedTensor", "MappingConfig",
-    "TileLayout", "blocks_to_complex", "complex_to_blocks", "complex_to_conductances",
-    "conductance_maps", "conductances_to_complex", "conductances_to_weights",
-    "crossbar_currents", "decode_currents", "decode_signed", "encode_drive", "encode_signed",
-    "from_tiles", "map_linear", "map_model", "map_ssm", "map_weights", "mapped_matvec",
-    "pack_groups", "parse_encoding", "reconstruct", "reconstruct_linear", "reconstruct_units",
-    "split_signed", "ssm_unit_weights", "to_tiles", "weights_to_conductances",
+    "BLOCK_SHAPE", "DENSE", "MAPPING_GRANULARITIES", "SSM_A", "SSM_B", "SSM_C", "SSM_D",
+    "SSM_ROLES", "Encoding", "MappedModel", "MappedTensor", "MappingConfig", "Role",
+    "TileLayout", "blocks_to_complex", "check_finite", "complex_to_blocks",
+    "complex_to_conductances", "conductance_maps", "conductances_to_complex",
+    "conductances_to_weights", "crossbar_currents", "decode_currents", "decode_signed",
+    "encode_drive", "encode_signed", "from_tiles", "map_linear", "map_model", "map_ssm",
+    "map_weights", "mapped_matvec", "pack_groups", "parse_encoding", "reconstruct",
+    "reconstruct_linear", "reconstruct_units", "split_signed", "to_tiles",
+    "weights_to_conductances",
 ]

@@ -13,9 +13,8 @@ import json
 import math
 from dataclasses import dataclass
 from enum import Enum
-from typing import Literal
-
 from imssa.errors import ImssaError
+from imssa.names import Granularity
 
 
 class Encoding(str, Enum):
@@ -34,7 +33,11 @@ class Encoding(str, Enum):
     DIFFERENTIAL = "differential"
 
 
-Granularity = Literal["tensor", "column"]
+#: The w_max granularities of the mapping (imssa.names' words): one per tensor or one per logical
+#: output channel (an output row of a dense weight, a channel of C and D, a (channel, mode, re|im)
+#: output of A_bar and B_bar). Saved configs that say "column" (the old word) read as "channel".
+MAPPING_GRANULARITIES: tuple[str, ...] = ("tensor", "channel")
+_OLD_WORDS = {"column": "channel"}
 
 #: The largest elementary block (rows, cols) an encoding places; a tile must hold one.
 BLOCK_SHAPE: dict[Encoding, tuple[int, int]] = {
@@ -65,7 +68,7 @@ class MappingConfig:
         tile_cols: crossbar columns (bit lines, read as outputs) per tile.
         encoding: SSM encoding, "polarity_block" or "differential" (dense layers are always
             differential pairs of columns).
-        granularity: w_max per "tensor" or per "column" (one per logical output, shared by
+        granularity: w_max per "tensor" or per "channel" (one per logical output, shared by
             the two devices of a pair and by both polarities).
     """
 
@@ -92,8 +95,8 @@ class MappingConfig:
                     f"MappingConfig.{name} must be an integer >= {need}, since a tile has to hold "
                     f"one {rows}x{cols} block of the {self.encoding.value!r} encoding; "
                     f"got {value!r}")
-        if self.granularity not in ("tensor", "column"):
-            raise ImssaError("MappingConfig.granularity must be 'tensor' or 'column', "
+        if self.granularity not in MAPPING_GRANULARITIES:
+            raise ImssaError(f"MappingConfig.granularity must be one of {MAPPING_GRANULARITIES}, "
                              f"got {self.granularity!r}")
 
     def to_dict(self) -> dict:
@@ -106,4 +109,6 @@ class MappingConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> MappingConfig:
-        return cls(**d)
+        """From :meth:`to_dict`; a saved config's old granularity word is translated."""
+        g = d.get("granularity")
+        return cls(**(d | {"granularity": _OLD_WORDS.get(g, g)} if "granularity" in d else d))

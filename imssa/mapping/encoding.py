@@ -21,11 +21,21 @@ polarity encoding of one complex diagonal entry.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from imssa.errors import ImssaError
 from imssa.mapping.config import Encoding, parse_encoding
+
+
+def check_finite(x: Tensor, what: str) -> None:
+    """ImssaError unless every value of ``x`` is finite: a NaN would make w_max fall back to 1
+    and clip the other weights, an infinity map every cell to g_min."""
+    if not bool(torch.isfinite(x).all()):
+        raise ImssaError(f"{what} contain NaN or infinite values; a crossbar can only hold "
+                         "finite weights")
 
 
 def complex_to_blocks(a: Tensor) -> Tensor:
@@ -146,6 +156,9 @@ def complex_to_conductances(a: Tensor, encoding: Encoding | str, g_min: float, g
             (x_r, x_i[, -x_r, -x_i]), columns (y_r, y_i, -y_r, -y_i) or (y_r+, y_r-, y_i+, y_i-).
         scale: () µS per weight unit, (g_max - g_min) / w_max.
     """
+    check_finite(a, "the complex weights")
+    if w_max is not None and not math.isfinite(w_max):
+        raise ImssaError(f"w_max must be finite, got {w_max}")
     M = complex_to_blocks(a)  # (... 2 2)
     if w_max is None:
         w_max = float(M.abs().amax()) if M.numel() else 1.0

@@ -1,16 +1,11 @@
 """Mapped tensors and models: conductances, scales and tile placement of every weight.
 
-Every weight tensor of an S4D model becomes a :class:`MappedTensor`: its target conductances in a
-compact layout (one array for the whole tensor, no empty cells), the scale that turns currents
-back into weights, and a :class:`~imssa.mapping.tiling.TileLayout` placing every cell on a tile.
-Roles and their compact layouts (H channels, N2 = N/2 complex modes, r x c one block):
-
-    role     math block per unit (out, in)      compact g              logical matrix
-    dense    W | b   (out, in + 1)              (in + 1, 2 out)        same, one group
-    ssm_A    [[a_r, -a_i], [a_i, a_r]]  (2, 2)  (H, N2, r, c)          block-diagonal, 1 mode/group
-    ssm_B    [[b_r], [b_i]]              (2, 1) (H, N2, r, c)          1 channel -> its N2 modes
-    ssm_C    [[2 c_r, -2 c_i]]           (1, 2) (H, N2, r, c)          N2 modes -> 1 channel (sum)
-    ssm_D    [[d]]                       (1, 1) (H, r, c)              1 channel -> 1 channel
+Every weight tensor of an S4D model becomes a :class:`MappedTensor` named by its module path
+(``encoder``, ``blocks.0.ssm.A_bar``, ``blocks.0.mix``, ``decoder``; :mod:`imssa.names`): its
+target conductances in a compact layout (one array for the whole tensor, no empty cells), the
+scale that turns currents back into weights, its :class:`~imssa.mapping.roles.Role` (the table
+of roles and compact layouts is in :mod:`imssa.mapping.roles`) and a
+:class:`~imssa.mapping.tiling.TileLayout` placing every cell on a tile.
 
 With the polarity encoding A and B output both polarities ((4, 4) and (2, 4) blocks) so the state
 lives as (x_r, x_i, -x_r, -x_i); C and D read both polarities and output y once ((4, 1), (2, 1)).
@@ -27,33 +22,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal, cast
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from imssa.errors import ImssaError
 from imssa.mapping.config import Encoding, MappingConfig
 from imssa.mapping.encoding import (
-    complex_to_blocks,
+    check_finite,
     decode_currents,
     decode_signed,
     encode_drive,
     weights_to_conductances,
 )
+from imssa.mapping.roles import DENSE, SSM_ROLES, Role
 from imssa.mapping.tiling import TileLayout, pack_groups
 from imssa.ssm.model import S4DModel
 from imssa.ssm.s4d import DiscreteSSM
 
-Role = Literal["dense", "ssm_A", "ssm_B", "ssm_C", "ssm_D"]
 #: Applied to the column currents of every tile (a partial sum when a column spans tiles),
 #: e.g. an ADC. Must act elementwise or along the last (column) axis.
 TileFn = Callable[[Tensor], Tensor]
-
-# Polarity arrays that also output -y (their output is fed back as a state).
-_DOUBLED = {"dense": False, "ssm_A": True, "ssm_B": True, "ssm_C": False, "ssm_D": False}
-# Logical (per unit) input and output dims of the drive for mapped_matvec.
-_IN_DIMS = {"dense": 1, "ssm_A": 2, "ssm_B": 1, "ssm_C": 2, "ssm_D": 1}
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,10 +50,10 @@ class MappedTensor:
     """One weight tensor on the crossbar.
 
     Attributes:
-        name: e.g. "encoder", "layers.0.A", "layers.0.mix".
-        role: see the module table.
+        name: its module path, e.g. "encoder", "blocks.0.ssm.A_bar", "blocks.0.mix".
+        role: see :mod:`imssa.mapping.roles`.
         encoding: the encoding used (dense tensors: always DIFFERENTIAL).
-        g_target: compact target conductances (µS), see the module table.
+        g_target: compact target conductances (µS), see the roles' table.
         scale: µS per weight unit, (g_max - g_min) / w_max, shaped (*grid, out_unit, 1) to
             broadcast against the signed unit weights (*grid, out_unit, in_unit).
         w_max: the weight mapped to g_max, same shape as ``scale``.
@@ -86,7 +75,7 @@ class MappedTensor:
 
     @property
     def doubled(self) -> bool:
-        return _DOUBLED[self.role]
+        return self.role.doubled
 
     @property
     def compact_shape(self) -> tuple[int, ...]:
@@ -100,18 +89,9 @@ class MappedTensor:
         """Logical crossbar (row, col) of every compact cell, each of shape ``compact_shape``."""
         shape = self.compact_shape
         r, c = shape[-2:]
+        row_base, col_base = self.role.bases(shape)
         k = torch.arange(r).view(r, 1)
         j = torch.arange(c).view(1, c)
-        if self.role == "dense":
-            return k.expand(r, c), j.expand(r, c)
-        if self.role == "ssm_D":
-            h = torch.arange(shape[0]).view(-1, 1, 1)
-            return r * h + k, c * h + j
-        H, N2 = shape[:2]
-        h = torch.arange(H).view(H, 1, 1, 1)
-        u = h * N2 + torch.arange(N2).view(1, N2, 1, 1)  # mode index
-        row_base = {"ssm_A": r * u, "ssm_B": r * h, "ssm_C": r * u}[self.role]
-        col_base = {"ssm_A": c * u, "ssm_B": c * u, "ssm_C": c * h}[self.role]
         return (row_base + k).expand(shape), (col_base + j).expand(shape)
 
     def cell_tiles(self) -> tuple[Tensor, Tensor, Tensor]:
@@ -142,9 +122,7 @@ class MappedTensor:
         """Scale (µS per weight unit) broadcasting against the logical outputs of
         :func:`mapped_matvec` before their last squeeze: dense (out,), A and B (H, N2, 2),
         C and D (H, 1)."""
-        if self.role == "ssm_C":
-            return self.scale[:, 0, :, 0]
-        return self.scale[..., 0]
+        return self.role.output_scale(self.scale)
 
 
 # --- building -------------------------------------------------------------------------------
@@ -155,26 +133,9 @@ def _w_max(W: Tensor, granularity: str, role: Role) -> Tensor:
     if granularity == "tensor":
         w = A.amax() if A.numel() else torch.ones((), dtype=W.dtype)
         w = w.expand(*W.shape[:-1], 1)
-    elif role == "ssm_C":  # one output per channel, summing over all modes
-        w = A.amax(dim=(1, 3), keepdim=True).expand(*W.shape[:-1], 1)
     else:
-        w = A.amax(dim=-1, keepdim=True)
+        w = role.channel_w_max(A)
     return torch.where(w > 0, w, torch.ones_like(w)).contiguous()
-
-
-def _group(role: Role, unit: tuple[int, int],
-           compact: tuple[int, ...]) -> tuple[int, tuple[int, int]]:
-    """Number of diagonal groups and the shape of one, for :func:`pack_groups`."""
-    r, c = unit
-    if role == "dense":
-        return 1, (compact[0], compact[1])
-    if role == "ssm_A":
-        return compact[0] * compact[1], (r, c)
-    if role == "ssm_B":
-        return compact[0], (r, c * compact[1])
-    if role == "ssm_C":
-        return compact[0], (r * compact[1], c)
-    return compact[0], (r, c)
 
 
 def map_weights(name: str, role: Role, W: Tensor, cfg: MappingConfig, *,
@@ -185,13 +146,13 @@ def map_weights(name: str, role: Role, W: Tensor, cfg: MappingConfig, *,
     :func:`map_linear`, :func:`map_ssm` or :func:`map_model`.
     """
     W = W.detach()
-    encoding = Encoding.DIFFERENTIAL if role == "dense" else cfg.encoding
-    doubled = _DOUBLED[role]
+    check_finite(W, f"the weights of {name}")
+    encoding = Encoding.DIFFERENTIAL if role is DENSE else cfg.encoding
     w_max = _w_max(W, cfg.granularity, role)
-    g = weights_to_conductances(W, w_max, cfg.g_min, cfg.g_max, encoding, doubled=doubled)
-    unit = (1, 2) if role == "dense" else (int(g.shape[-2]), int(g.shape[-1]))
-    n_groups, group = _group(role, unit, tuple(g.shape))
-    what = "weight pair" if role == "dense" else f"{unit[0]}x{unit[1]} {encoding.value} block"
+    g = weights_to_conductances(W, w_max, cfg.g_min, cfg.g_max, encoding, doubled=role.doubled)
+    unit = (1, 2) if role is DENSE else (int(g.shape[-2]), int(g.shape[-1]))
+    n_groups, group = role.group(unit, tuple(g.shape))
+    what = "weight pair" if role is DENSE else f"{unit[0]}x{unit[1]} {encoding.value} block"
     layout = pack_groups(n_groups, group, unit, cfg.tile_rows, cfg.tile_cols, what=what)
     return MappedTensor(name=name, role=role, encoding=encoding, g_target=g,
                         scale=(cfg.g_max - cfg.g_min) / w_max, w_max=w_max, g_min=cfg.g_min,
@@ -208,22 +169,14 @@ def map_linear(name: str, weight: Tensor, bias: Tensor | None, cfg: MappingConfi
             raise ImssaError(f"{name}: bias must have shape ({W.shape[0]},), "
                              f"got {tuple(bias.shape)}")
         W = torch.cat([W, bias.detach().unsqueeze(1)], dim=1)
-    return map_weights(name, "dense", W, cfg, has_bias=bias is not None)
-
-
-def ssm_unit_weights(ssm: DiscreteSSM) -> dict[str, Tensor]:
-    """The signed real unit blocks of A_bar, B_bar, C (with the factor 2 of y = 2 Re(Cx)), D."""
-    C = ssm.C
-    return {
-        "A": complex_to_blocks(ssm.A_bar),  # (H N2 2 2)
-        "B": torch.stack([ssm.B_bar.real, ssm.B_bar.imag], -1).unsqueeze(-1),  # (H N2 2 1)
-        "C": (2 * torch.stack([C.real, -C.imag], -1)).unsqueeze(-2),  # (H N2 1 2)
-        "D": ssm.D.view(-1, 1, 1),  # (H 1 1)
-    }
+    return map_weights(name, DENSE, W, cfg, has_bias=bias is not None)
 
 
 def map_ssm(prefix: str, ssm: DiscreteSSM, cfg: MappingConfig) -> dict[str, MappedTensor]:
-    """A discrete SSM -> {"A", "B", "C", "D"} mapped tensors named ``prefix + "A"`` etc."""
+    """A discrete SSM -> {"A_bar", "B_bar", "C", "D"} mapped tensors named ``prefix.A_bar`` etc.
+
+    C carries the factor 2 of y = 2 Re(C x) on the crossbar.
+    """
     H, N2 = ssm.A_bar.shape
     for field in ("A_bar", "B_bar", "C"):
         t = getattr(ssm, field)
@@ -232,86 +185,64 @@ def map_ssm(prefix: str, ssm: DiscreteSSM, cfg: MappingConfig) -> dict[str, Mapp
                              f"({H}, {N2}), got {t.dtype} {tuple(t.shape)}")
     if tuple(ssm.D.shape) != (H,) or torch.is_complex(ssm.D):
         raise ImssaError(f"{prefix}: DiscreteSSM.D must be real ({H},), got {tuple(ssm.D.shape)}")
-    units = ssm_unit_weights(DiscreteSSM(*(t.detach() for t in
-                                           (ssm.A_bar, ssm.B_bar, ssm.C, ssm.D))))
-    return {k: map_weights(prefix + k, cast(Role, f"ssm_{k}"), W, cfg) for k, W in units.items()}
-
-
-@dataclass(frozen=True, eq=False)
-class MappedLayer:
-    """One S4D block: the SSM's A, B, C, D and the GLU mixing layer (H -> 2H)."""
-
-    A: MappedTensor
-    B: MappedTensor
-    C: MappedTensor
-    D: MappedTensor
-    mix: MappedTensor
-
-    def tensors(self) -> dict[str, MappedTensor]:
-        return {t.name: t for t in (self.A, self.B, self.C, self.D, self.mix)}
-
-    def ssm(self, g: Mapping[str, Tensor] | None = None) -> DiscreteSSM:
-        """The DiscreteSSM the conductances ``g`` (by tensor name; targets where missing) hold."""
-        g = g or {}
-        parts = [reconstruct(t, g.get(t.name)) for t in (self.A, self.B, self.C, self.D)]
-        return DiscreteSSM(*parts)
+    return {k: map_weights(f"{prefix}.{k}", role, role.units(getattr(ssm, k).detach()), cfg)
+            for k, role in SSM_ROLES.items()}
 
 
 @dataclass(frozen=True, eq=False)
 class MappedModel:
-    """A whole S4D classifier on crossbars."""
+    """A whole S4D classifier on crossbars: mapped tensors by module path, in graph order."""
 
     config: MappingConfig
-    encoder: MappedTensor
-    layers: tuple[MappedLayer, ...]
-    decoder: MappedTensor
+    by_name: dict[str, MappedTensor]
 
     def tensors(self) -> dict[str, MappedTensor]:
         """All mapped tensors by name, in data-flow order."""
-        out = {self.encoder.name: self.encoder}
-        for layer in self.layers:
-            out.update(layer.tensors())
-        out[self.decoder.name] = self.decoder
-        return out
+        return dict(self.by_name)
+
+    def __getitem__(self, name: str) -> MappedTensor:
+        if name not in self.by_name:
+            raise ImssaError(f"{name!r} is not a mapped tensor; the model has "
+                             f"{', '.join(self.by_name)}")
+        return self.by_name[name]
 
     def __iter__(self) -> Iterator[MappedTensor]:
-        return iter(self.tensors().values())
+        return iter(self.by_name.values())
+
+    @property
+    def n_layers(self) -> int:
+        return sum(1 for n in self.by_name if n.endswith(".mix"))
 
     def conductances(self) -> dict[str, Tensor]:
         """Target conductances (µS) by tensor name, compact layout: the tensors to perturb."""
-        return {name: t.g_target for name, t in self.tensors().items()}
+        return {name: t.g_target for name, t in self.by_name.items()}
 
     def n_tiles(self) -> int:
         return sum(t.n_tiles for t in self)
 
+    def ssm(self, layer: int, g: Mapping[str, Tensor] | None = None) -> DiscreteSSM:
+        """The DiscreteSSM of block ``layer`` that conductances ``g`` (by tensor name; targets
+        where missing) hold."""
+        g = g or {}
+        names = [f"blocks.{layer}.ssm.{k}" for k in SSM_ROLES]
+        return DiscreteSSM(*(reconstruct(self[n], g.get(n)) for n in names))
 
-def map_model(model: S4DModel, cfg: MappingConfig,
-              discrete: list[DiscreteSSM] | None = None) -> MappedModel:
-    """Map every weight of an S4D model onto crossbar tiles.
 
-    Args:
-        model: the trained model (its encoder, mixing and decoder layers are read).
-        cfg: conductance window, tile size, encoding.
-        discrete: the per-layer DiscreteSSMs to map instead of ``model.discrete()``, e.g.
-            fake-quantized ones.
+def map_model(model: S4DModel, cfg: MappingConfig) -> MappedModel:
+    """Map every weight of an S4D model onto crossbar tiles, named by module path.
+
+    The SSM tensors are those of ``block.ssm.discrete()`` (a quantized SSM module gives its
+    quantized tensors); encoder, mixing and decoder are read as ``weight`` and ``bias``.
     """
     with torch.no_grad():
-        ssms = model.discrete() if discrete is None else list(discrete)
-        if len(ssms) != len(model.blocks):
-            raise ImssaError(f"discrete must hold one DiscreteSSM per layer "
-                             f"({len(model.blocks)}), got {len(ssms)}")
-        H = model.cfg.d_model
-        layers = []
-        for i, (block, ssm) in enumerate(zip(model.blocks, ssms)):
-            if ssm.A_bar.shape[0] != H:
-                raise ImssaError(f"discrete[{i}] has {ssm.A_bar.shape[0]} channels, the model {H}")
-            parts = map_ssm(f"layers.{i}.", ssm, cfg)
-            lin = cast(nn.Linear, block.mix)
-            mix = map_linear(f"layers.{i}.mix", lin.weight, lin.bias, cfg)
-            layers.append(MappedLayer(**parts, mix=mix))
-        encoder = map_linear("encoder", model.encoder.weight, model.encoder.bias, cfg)
-        decoder = map_linear("decoder", model.decoder.weight, model.decoder.bias, cfg)
-    return MappedModel(config=cfg, encoder=encoder, layers=tuple(layers), decoder=decoder)
+        out = {"encoder": map_linear("encoder", model.encoder.weight, model.encoder.bias, cfg)}
+        for i, block in enumerate(model.blocks):
+            out |= {t.name: t for t in map_ssm(f"blocks.{i}.ssm", block.ssm.discrete(),
+                                               cfg).values()}
+            out[f"blocks.{i}.mix"] = map_linear(f"blocks.{i}.mix", block.mix.weight,
+                                                block.mix.bias, cfg)
+        out["decoder"] = map_linear("decoder", model.decoder.weight, model.decoder.bias, cfg)
+    return MappedModel(config=cfg, by_name=out)
 
 
 # --- reading the conductances ---------------------------------------------------------------
@@ -328,21 +259,12 @@ def reconstruct(t: MappedTensor, g: Tensor | None = None) -> Tensor:
     dense: (out, in [+ 1]) with the bias as last column; ssm_A, ssm_B, ssm_C: (H, N2) complex
     (A_bar, B_bar, C without the factor 2); ssm_D: (H,).
     """
-    W = reconstruct_units(t, g)
-    if t.role == "dense":
-        return W
-    if t.role == "ssm_A":
-        return torch.complex((W[..., 0, 0] + W[..., 1, 1]) / 2, (W[..., 1, 0] - W[..., 0, 1]) / 2)
-    if t.role == "ssm_B":
-        return torch.complex(W[..., 0, 0], W[..., 1, 0])
-    if t.role == "ssm_C":
-        return torch.complex(W[..., 0, 0] / 2, -W[..., 0, 1] / 2)
-    return W[..., 0, 0]
+    return t.role.weight(reconstruct_units(t, g))
 
 
 def reconstruct_linear(t: MappedTensor, g: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
     """Dense tensor -> (weight (chips?, out, in), bias (chips?, out) or None)."""
-    if t.role != "dense":
+    if t.role is not DENSE:
         raise ImssaError(f"reconstruct_linear needs a dense tensor, {t.name!r} is {t.role}")
     W = reconstruct(t, g)
     return (W[..., :-1], W[..., -1]) if t.has_bias else (W, None)
@@ -363,8 +285,8 @@ def crossbar_currents(t: MappedTensor, v: Tensor, g: Tensor | None = None, *,
         dense (..., 2 out); ssm_A, ssm_B (..., H, N2, c); ssm_C, ssm_D (..., H, c).
     """
     g, n_chip = t.check_g(g)
-    drive_ndim = {"dense": 1, "ssm_A": 3, "ssm_B": 2, "ssm_C": 3, "ssm_D": 2}[t.role]
-    if v.ndim < drive_ndim + n_chip:
+    role = t.role
+    if v.ndim < role.drive_ndim + n_chip:
         raise ImssaError(f"{t.name}: drive of shape {tuple(v.shape)} has too few dims")
     if n_chip and v.shape[0] not in (1, g.shape[0]):
         raise ImssaError(f"{t.name}: with {g.shape[0]} chips the drive needs a leading chip dim "
@@ -374,26 +296,20 @@ def crossbar_currents(t: MappedTensor, v: Tensor, g: Tensor | None = None, *,
         v, zv = v[0], ""
     else:
         zv = z
-    lead = v.shape[len(zv): v.ndim - drive_ndim]
-    vb = v.reshape(*v.shape[:len(zv)], -1, *v.shape[v.ndim - drive_ndim:])  # batch flattened
-    spec = {"dense": "br,rc->bc", "ssm_A": "bhnr,hnrc->bhnc", "ssm_B": "bhr,hnrc->bhnc",
-            "ssm_C": "bhnr,hnrc->bhc", "ssm_D": "bhr,hrc->bhc"}[t.role]
-    ins, out = spec.split("->")
+    lead = v.shape[len(zv): v.ndim - role.drive_ndim]
+    vb = v.reshape(*v.shape[:len(zv)], -1, *v.shape[v.ndim - role.drive_ndim:])  # batch flat
+    ins, out = role.einsum.split("->")
     a, b = ins.split(",")
     eq = f"{zv}{a},{z}{b}->{z}{out}"
 
-    fn = tile_fn if tile_fn is not None else (lambda x: x)
-    if tile_fn is None or t.role not in ("dense", "ssm_C"):
+    if tile_fn is None or role.pieces_axis is None:
+        fn = tile_fn if tile_fn is not None else (lambda x: x)
         I = fn(torch.einsum(eq, vb, g))
-    elif t.role == "dense":  # row bands: partial sums of each tile
-        edges = t.layout.row_edges.tolist()
-        I = sum(fn(torch.einsum(eq, vb[..., r0:r1], g[..., r0:r1, :]))
-                for r0, r1 in zip(edges[:-1], edges[1:]))
-    else:  # ssm_C: a channel's column may be cut into chunks of modes
-        m = t.layout.piece_rows // g.shape[-2]
-        N2 = g.shape[-3]
-        I = sum(fn(torch.einsum(eq, vb[..., n0:n0 + m, :], g[..., n0:n0 + m, :, :]))
-                for n0 in range(0, N2, m))
+    else:  # a column cut over tiles: partial sums of each tile (dense rows, ssm_C modes)
+        axis = role.pieces_axis
+        I = sum(tile_fn(torch.einsum(eq, vb[(..., s) + (slice(None),) * (role.drive_ndim - 1 - axis)],
+                                     g[(..., s) + (slice(None),) * (g.ndim - n_chip - 1 - axis)]))
+                for s in role.column_pieces(t, g))
     prefix = I.shape[:len(z)]
     return I.reshape(*prefix, *lead, *I.shape[len(z) + 1:])
 
@@ -410,26 +326,13 @@ def mapped_matvec(t: MappedTensor, x: Tensor, g: Tensor | None = None, *,
         g: conductances (*compact) or (chips, *compact) (µS); the targets if None.
         tile_fn: see :func:`crossbar_currents`.
     """
-    complex_in = t.role in ("ssm_A", "ssm_C")
-    if complex_in != torch.is_complex(x):
-        raise ImssaError(f"{t.name} ({t.role}) takes a {'complex' if complex_in else 'real'} "
+    role = t.role
+    if role.complex_in != torch.is_complex(x):
+        raise ImssaError(f"{t.name} ({role}) takes a {'complex' if role.complex_in else 'real'} "
                          f"input, got {x.dtype}")
-    if t.role == "dense":
-        if t.has_bias:
-            x = torch.cat([x, torch.ones_like(x[..., :1])], -1)
-        pairs = x
-    elif complex_in:
-        pairs = torch.view_as_real(x)  # (... H N2 2)
-    else:
-        pairs = x.unsqueeze(-1)  # (... H 1)
-    v = encode_drive(pairs, t.encoding)
+    v = encode_drive(role.pairs(x, t.has_bias), t.encoding)
     I = crossbar_currents(t, v, g, tile_fn=tile_fn)
-    y = decode_currents(I, t.encoding, doubled=t.doubled) / t.output_scale()
-    if t.role in ("ssm_A", "ssm_B"):
-        return torch.complex(y[..., 0], y[..., 1])
-    if t.role in ("ssm_C", "ssm_D"):
-        return y[..., 0]
-    return y
+    return role.outputs(decode_currents(I, t.encoding, doubled=t.doubled) / t.output_scale())
 
 
 # --- tiles ----------------------------------------------------------------------------------

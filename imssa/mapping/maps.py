@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from imssa.errors import ImssaError
+from imssa.mapping.encoding import check_finite
 from imssa.mapping.mapped import MappedModel, MappedTensor, to_tiles
 
 if TYPE_CHECKING:
@@ -69,6 +70,9 @@ def conductance_maps(mapped: MappedModel | MappedTensor | Iterable[MappedTensor]
 
     target, used, prog, names, index, row_off, col_off, util = [], [], [], [], [], [], [], []
     for t in items:
+        check_finite(t.g_target, f"the target conductances of {t.name}")
+        if programmed is not None:
+            check_finite(programmed[t.name], f"the programmed conductances of {t.name}")
         tiles = to_tiles(t, fill=float("nan"))
         target.append(tiles)
         used.append(~torch.isnan(tiles))

@@ -11,12 +11,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from imssa.crossbar import PeripheryConfig
+from imssa.crossbar import PeripheryConfig, analog_names
 from imssa.data import CALIBRATION_SAMPLES
 from imssa.devices import check_time
 from imssa.errors import ImssaError
 from imssa.mapping import MappingConfig
-from imssa.names import layer_generic, select, tensor_names
+from imssa.names import layer_generic, select
 
 #: Seconds per unit of :func:`parse_times` ("y" is 365 days).
 TIME_UNITS: dict[str, float] = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0,
@@ -73,14 +73,15 @@ def _check_int(name: str, value: Any, low: int | None) -> None:
 
 
 def check_digital(selectors: tuple[str, ...], n_layers: int | None = None) -> None:
-    """Every selector of ``digital`` names tensors (of any layer, or of an ``n_layers`` model)."""
+    """Every selector of ``digital`` names parts the crossbar can keep digital
+    (:func:`imssa.crossbar.analog_names`: of any layer, or of a model of ``n_layers`` blocks)."""
     if n_layers is None:  # the form only: which layers exist is known from the model
-        universe = [layer_generic(n) for n in tensor_names(1)]
+        universe = [layer_generic(n) for n in analog_names(1)]
         selectors = tuple(layer_generic(s) for s in selectors)
     else:
-        universe = tensor_names(n_layers)
+        universe = analog_names(n_layers)
     try:
-        select(selectors, universe)
+        select(selectors, universe, what="part to keep digital")
     except ImssaError as err:
         raise ImssaError(f"SimulationConfig.digital: {err}") from None
 
@@ -98,8 +99,9 @@ class SimulationConfig:
             (g_min, g_max; the mapping's own window is not used), "mapping" onto the mapping's
             window, which must lie inside every memristor's.
         periphery: DACs, ADCs, noise, state register, drift compensation.
-        digital: tensors computed digitally, as :mod:`imssa.names` selectors (aliases A, B, C,
-            D, encoder, mix, decoder, or paths such as ``blocks.0.ssm.A_bar``).
+        digital: parts computed digitally, as :mod:`imssa.names` selectors (aliases A, B, C,
+            D, encoder, mix, decoder, or module paths such as ``blocks.0.ssm.A_bar`` or
+            ``blocks.1.mix``; see :func:`imssa.crossbar.analog_names`).
         split: the split classified, "test" or "val".
         limit: first ``limit`` samples of every split; None = all.
         calibration_samples: training sequences of :func:`imssa.data.calibration_subset` that

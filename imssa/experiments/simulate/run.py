@@ -23,8 +23,8 @@ from imssa.data import Split, calibration_subset, load_task
 from imssa.devices import Device, DeviceConfig
 from imssa.errors import ImssaError
 from imssa.experiments.io import read_json
-from imssa.experiments.simulate.chips import digital_parts, evaluate_setting
-from imssa.experiments.simulate.config import SimulationConfig
+from imssa.experiments.simulate.chips import evaluate_setting
+from imssa.experiments.simulate.config import SimulationConfig, check_digital
 from imssa.experiments.simulate.parts import PartsStore, file_digest, fingerprint, tensor_digest
 from imssa.experiments.simulate.points import Point, Setting, settings, sweep_points
 from imssa.experiments.simulate.result import (
@@ -57,7 +57,7 @@ def _inputs(run: str | Path, config: SimulationConfig, setting_list: Sequence[Se
     from imssa.experiments.train import load_run
 
     train_cfg, model = load_run(run, device)
-    digital_parts(model, config.digital)  # the digital selection, checked before any work
+    check_digital(config.digital, len(model.blocks))  # before any work
     data = load_task(train_cfg.task, config.data_dir or train_cfg.data_dir,
                      val_fraction=train_cfg.val_fraction, seed=train_cfg.seed, limit=config.limit)
     split = data.test if config.split == "test" else data.val
