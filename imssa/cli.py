@@ -9,6 +9,10 @@ from pathlib import Path
 
 from imssa.errors import ImssaError
 
+# Verb modules live in imssa/cli/ (e.g. imssa/cli/simulate.py) until this module becomes the
+# package imssa/cli/__init__.py.
+__path__ = [str(Path(__file__).with_suffix(""))]
+
 
 def _train(args: argparse.Namespace) -> None:
     from imssa.experiments.train import TrainConfig, train
@@ -171,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_analysis_parser(sub)
 
-    from imssa.experiments.simulate import add_simulate_parser
+    from imssa.cli.simulate import add_parser as add_simulate_parser
 
     add_simulate_parser(sub)
 

@@ -14,11 +14,11 @@ mkdir -p "$OUT"
   --mode conv --epochs 10 --batch-size 64 --data-dir "$DATA" --device "$DEV" --out "$OUT/noise-trained"
 for name in fp noise-trained; do
   run=$FP; [ "$name" = fp ] || run=$OUT/noise-trained
-  python3 -m imssa simulate "$run" --device gaussian --sweep prog_noise=0,0.005,0.01,0.02,0.05,0.1 \
-    --t-inference 0 --chips 10 --data-dir "$DATA" --torch-device "$DEV" --out "$OUT/gaussian-$name.nc"
+  python3 -m imssa simulate "$run" --memristor gaussian --sweep prog_noise=0,0.005,0.01,0.02,0.05,0.1 \
+    --t-inference 0 --chips 10 --data-dir "$DATA" --device "$DEV" --out "$OUT/gaussian-$name.nc"
   for comp in none global; do
-    python3 -m imssa simulate "$run" --device pcm --t-inference 1s,1h,1d,1y --chips 10 \
-      --dac-bits 8 --adc-bits 8 --compensation $comp --data-dir "$DATA" --torch-device "$DEV" \
+    python3 -m imssa simulate "$run" --memristor pcm --t-inference 1s,1h,1d,1y --chips 10 \
+      --dac-bits 8 --adc-bits 8 --compensation $comp --data-dir "$DATA" --device "$DEV" \
       --out "$OUT/pcm-$comp-$name.nc"
   done
 done

@@ -33,18 +33,18 @@ LIMIT=${LIMIT:-10000}   # test sequences (first LIMIT of the 10,000)
 NT=${NT:-$OUT/noise-gauss-0.03}   # the Gaussian-noise-trained model of the mitigation table
 NP=${NP:-$OUT/noise-pcm-1.0}      # the PCM-noise-trained one
 SIM="--chips $CHIPS --limit $LIMIT --data-dir $DATA"
-PCM="--device pcm --dac-bits 8 --adc-bits 8"
+PCM="--memristor pcm --dac-bits 8 --adc-bits 8"
 D1="--t-inference 1d --compensation global --digital A"
 job() { [ -f "${1##* }" ] || echo "$1"; }   # a job whose NetCDF exists is done: skip it
 {
   for m in fp:$FP qat:$OUT/qat-W8A8 noise-0.02:$OUT/noise-gauss-0.02 noise-0.03:$OUT/noise-gauss-0.03 \
            noise-0.05:$OUT/noise-gauss-0.05 noise-pcm:$NP; do
     name=${m%%:*}; run=${m#*:}
-    job "simulate $run --device gaussian --sweep prog_noise=0,0.005,0.01,0.02,0.05,0.1 --t-inference 0 --digital A $SIM --out $OUT/gaussian-$name.nc"
+    job "simulate $run --memristor gaussian --sweep prog_noise=0,0.005,0.01,0.02,0.05,0.1 --t-inference 0 --digital A $SIM --out $OUT/gaussian-$name.nc"
   done
   for m in fp:$FP qat:$OUT/qat-W8A8; do
     name=${m%%:*}; run=${m#*:}
-    job "simulate $run --device gaussian --sweep prog_noise=0,0.001,0.002,0.005,0.01,0.02 --t-inference 0 $SIM --out $OUT/gaussian-all-analog-$name.nc"
+    job "simulate $run --memristor gaussian --sweep prog_noise=0,0.001,0.002,0.005,0.01,0.02 --t-inference 0 $SIM --out $OUT/gaussian-all-analog-$name.nc"
   done
   for m in fp:$FP qat:$OUT/qat-W8A8 noise-0.03:$NT noise-pcm:$NP; do
     name=${m%%:*}; run=${m#*:}
@@ -60,7 +60,7 @@ job() { [ -f "${1##* }" ] || echo "$1"; }   # a job whose NetCDF exists is done:
     job "simulate $run $PCM $D1 --sweep verify_tol=0.04,0.02,0.01 $SIM --out $OUT/mit-verify-$name.nc"
   done
   job "simulate $FP $PCM --t-inference 1d --compensation per_column --digital A $SIM --out $OUT/mit-percolumn-fp.nc"
-  job "simulate $FP --device pcm --dac-bits 10 --adc-bits 10 $D1 $SIM --out $OUT/mit-10bit-fp.nc"
+  job "simulate $FP --memristor pcm --dac-bits 10 --adc-bits 10 $D1 $SIM --out $OUT/mit-10bit-fp.nc"
   job "simulate $FP $PCM --t-inference 1d --compensation global --digital A,B,C,D $SIM --out $OUT/mit-ssm-digital-fp.nc"
   job "simulate $NP $PCM $D1 --n-devices 4 --sweep verify_tol=0.04,0.02 $SIM --out $OUT/mit-devices4-verify-noise-pcm.nc"
 } > "$OUT/sim-jobs.txt"

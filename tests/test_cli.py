@@ -140,9 +140,9 @@ def test_simulate_and_characterize_write_netcdf(trained_run, tmp_path):
     import xarray as xr
 
     out = tmp_path / "sim.nc"
-    assert main(["simulate", str(trained_run), "--device", "pcm", "--t-inference", "1s,1d",
+    assert main(["simulate", str(trained_run), "--memristor", "pcm", "--t-inference", "1s,1d",
                  "--chips", "2", "--dac-bits", "8", "--adc-bits", "8", "--limit", "40",
-                 "--out", str(out), "--torch-device", "cpu"]) == 0
+                 "--out", str(out), "--device", "cpu"]) == 0
     with xr.open_dataset(out, engine="scipy") as ds:
         assert ds["accuracy"].sizes == {"t_inference": 2, "chip": 2}
         assert json.loads(ds.attrs["config"])

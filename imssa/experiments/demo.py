@@ -45,7 +45,7 @@ def run_demo(out: Path, device: str = "auto") -> dict:
     save_dataset(maps, out / "conductance_maps.nc")
 
     print("[5/6] programming 5 PCM chips, drifting to 1 s ... 1 year, simulating inference")
-    sim_cfg = SimulationConfig(chips=5, torch_device=device, periphery=PeripheryConfig(
+    sim_cfg = SimulationConfig(chips=5, device=device, periphery=PeripheryConfig(
         dac_bits=8, adc_bits=8, drift_compensation="global"))
     sim = simulate(run, PCMConfig(), sim_cfg, out / "simulation.nc")
     print("      the same chips with A_bar kept digital (the state transition is the fragile part)")

@@ -1,0 +1,165 @@
+"""What one simulation sweep is: :class:`SimulationConfig`, and inference times as text.
+
+The memristor settings (one per ``setting`` of the result) are passed beside the config; see
+:mod:`imssa.experiments.simulate.points`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from imssa.crossbar import PeripheryConfig, analog_names
+from imssa.data import CALIBRATION_SAMPLES
+from imssa.devices import check_time
+from imssa.errors import ImssaError
+from imssa.mapping import MappingConfig
+from imssa.names import layer_generic, select
+
+#: Seconds per unit of :func:`parse_times` ("y" is 365 days).
+TIME_UNITS: dict[str, float] = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0,
+                                "w": 604800.0, "y": 365 * 86400.0}
+Split = Literal["test", "val"]
+SPLITS: tuple[str, ...] = get_args(Split)
+#: Where each setting's conductance window comes from, see :class:`SimulationConfig`.
+Window = Literal["memristor", "mapping"]
+WINDOWS: tuple[str, ...] = get_args(Window)
+#: The memristor model of the command line when none is named.
+DEFAULT_MEMRISTOR = "pcm"
+_TIME = re.compile(r"^([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-z]*)$")
+
+
+def parse_times(text: str, name: str = "t_inference") -> list[float]:
+    """Times like "1s,1h,1d,1y,3600" -> seconds [1, 3600, 86400, 31536000, 3600].
+
+    Units: s, m or min, h, d, w, y (365 d); a bare number is seconds. Each time must be >= 0.
+    ``name`` is what an error message calls the text.
+    """
+    times = []
+    for item in str(text).split(","):
+        token = item.strip().lower()
+        match = _TIME.match(token)
+        if token.startswith("-"):
+            raise ImssaError(f"{name}: times must be >= 0 s, got {item.strip()!r}")
+        if not match or match.group(2) not in ("", *TIME_UNITS):
+            raise ImssaError(f"{name}: cannot read {item.strip()!r} as a time; write a number "
+                             f"with an optional unit ({', '.join(TIME_UNITS)}), e.g. "
+                             "'1s,1h,1d,1y' or '3600'")
+        t = float(match.group(1)) * TIME_UNITS[match.group(2) or "s"]
+        times.append(check_time(t, name))
+    return times
+
+
+def format_time(t: float) -> str:
+    """Seconds as the largest whole unit: 3600 -> '1 h', 90 -> '90 s', 31536000 -> '1 y'."""
+    for unit in ("y", "d", "h", "min", "s"):
+        n = t / TIME_UNITS[unit]
+        if n >= 1 and float(n).is_integer():
+            return f"{int(n)} {unit}"
+    return f"{t:g} s"
+
+
+def format_times(times: tuple[float, ...]) -> str:
+    """Times as :func:`parse_times` reads them back: (1, 3600) -> '1s,1h'."""
+    return ",".join(format_time(t).replace(" ", "") for t in times)
+
+
+def _check_int(name: str, value: Any, low: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
+        bound = "" if low is None else f" >= {low}"
+        raise ImssaError(f"SimulationConfig.{name} must be an integer{bound}, got {value!r}")
+
+
+def check_digital(selectors: tuple[str, ...], n_layers: int | None = None) -> None:
+    """Every selector of ``digital`` names parts the crossbar can keep digital
+    (:func:`imssa.crossbar.analog_names`: of any layer, or of a model of ``n_layers`` blocks)."""
+    if n_layers is None:  # the form only: which layers exist is known from the model
+        universe = [layer_generic(n) for n in analog_names(1)]
+        selectors = tuple(layer_generic(s) for s in selectors)
+    else:
+        universe = analog_names(n_layers)
+    try:
+        select(selectors, universe, what="part to keep digital")
+    except ImssaError as err:
+        raise ImssaError(f"SimulationConfig.digital: {err}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimulationConfig:
+    """One simulation sweep: times, chips, mapping, periphery, data and seeds.
+
+    Attributes:
+        t_inference: times since programming (s), each >= 0; text such as "1s,1h,1d" is read
+            with :func:`parse_times`.
+        chips: chip instances per setting.
+        mapping: weight -> conductance mapping (tiles, encoding, granularity, window).
+        window: "memristor" maps every setting onto its memristor's conductance window
+            (g_min, g_max; the mapping's own window is not used), "mapping" onto the mapping's
+            window, which must lie inside every memristor's.
+        periphery: DACs, ADCs, noise, state register, drift compensation.
+        digital: parts computed digitally, as :mod:`imssa.names` selectors (aliases A, B, C,
+            D, encoder, mix, decoder, or module paths such as ``blocks.0.ssm.A_bar`` or
+            ``blocks.1.mix``; see :func:`imssa.crossbar.analog_names`).
+        split: the split classified, "test" or "val".
+        limit: first ``limit`` samples of every split; None = all.
+        calibration_samples: training sequences of :func:`imssa.data.calibration_subset` that
+            calibrate the converter ranges.
+        batch_size: sequences per forward pass (memory ~ chips x batch x length x width).
+        seed: seeds programming (per setting) and noise (per setting and time).
+        data_dir: dataset folder; None uses the run's.
+        device: the torch device, "auto", "cpu", "cuda", "cuda:1", ...
+    """
+
+    t_inference: tuple[float, ...] = (1.0, 3600.0, 86400.0, 365 * 86400.0)
+    chips: int = 25
+    mapping: MappingConfig = dataclasses.field(default_factory=MappingConfig)
+    window: Window = "memristor"
+    periphery: PeripheryConfig = dataclasses.field(default_factory=PeripheryConfig)
+    digital: tuple[str, ...] = ()
+    split: Split = "test"
+    limit: int | None = None
+    calibration_samples: int = CALIBRATION_SAMPLES
+    batch_size: int = 256
+    seed: int = 0
+    data_dir: str | None = None
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        times: Any = self.t_inference
+        if isinstance(times, str):
+            times = parse_times(times, "SimulationConfig.t_inference")
+        times = tuple(times) if isinstance(times, (list, tuple)) else (times,)
+        if not times:
+            raise ImssaError("SimulationConfig.t_inference needs at least one time (s)")
+        object.__setattr__(self, "t_inference",
+                           tuple(check_time(t, "SimulationConfig.t_inference") for t in times))
+        digital = (self.digital,) if isinstance(self.digital, str) else tuple(self.digital)
+        object.__setattr__(self, "digital", tuple(s.strip() for s in digital))
+        check_digital(self.digital)
+        for name in ("chips", "calibration_samples", "batch_size"):
+            _check_int(name, getattr(self, name), 1)
+        if self.limit is not None:
+            _check_int("limit", self.limit, 1)
+        _check_int("seed", self.seed, None)
+        if self.split not in SPLITS:
+            raise ImssaError(f"SimulationConfig.split must be one of {SPLITS}, got {self.split!r}")
+        if self.window not in WINDOWS:
+            raise ImssaError(f"SimulationConfig.window must be one of {WINDOWS}, "
+                             f"got {self.window!r}")
+        if not isinstance(self.mapping, MappingConfig):
+            raise ImssaError(f"SimulationConfig.mapping must be a MappingConfig, got "
+                             f"{type(self.mapping).__name__}")
+        if not isinstance(self.periphery, PeripheryConfig):
+            raise ImssaError(f"SimulationConfig.periphery must be a PeripheryConfig, got "
+                             f"{type(self.periphery).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (the nested configs as their dicts)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["t_inference"] = list(self.t_inference)
+        d["digital"] = list(self.digital)
+        d["mapping"] = self.mapping.to_dict()
+        d["periphery"] = self.periphery.to_dict()
+        return d
