@@ -38,7 +38,7 @@ from imssa.crossbar.periphery import PeripheryConfig, dac, sense
 from imssa.crossbar.tile import check_window
 from imssa.devices import Device
 from imssa.errors import ImssaError
-from imssa.mapping import MappingConfig, ssm_unit_weights
+from imssa.mapping import MappingConfig, complex_to_blocks
 from imssa.ssm import S4DModel
 
 PlainLayout = Literal["blocks", "dense"]
@@ -66,10 +66,11 @@ def real_weights(model: S4DModel) -> dict[str, Any]:
 
         layers = []
         for block, ssm in zip(model.blocks, model.discrete()):
-            u = {k: v.detach().clone() for k, v in ssm_unit_weights(ssm).items()}
-            # A (H N2 2 2), B (H N2 2 1), C (H N2 1 2), D (H 1 1)
-            layers.append({"A": u["A"], "B": u["B"][..., 0], "C": u["C"][..., 0, :],
-                           "D": u["D"].flatten(), "mix": dense(block.mix)})
+            B, C = ssm.B_bar.detach(), ssm.C.detach()
+            layers.append({"A": complex_to_blocks(ssm.A_bar.detach()),  # (H N2 2 2)
+                           "B": torch.stack([B.real, B.imag], -1),  # (H N2 2)
+                           "C": 2 * torch.stack([C.real, -C.imag], -1),  # (H N2 2)
+                           "D": ssm.D.detach().clone(), "mix": dense(block.mix)})
         return {"encoder": dense(model.encoder), "decoder": dense(model.decoder),
                 "layers": layers}
 
