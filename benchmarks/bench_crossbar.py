@@ -233,10 +233,8 @@ def run_library(library: str, model: S4DModel, ranges: dict[str, Tensor], layout
     if library == "aihwkit":
         net = peers.aihwkit_s4d(model, periphery(), ranges, layout=layout, pcm_g_max=G_MAX)
     else:
-        groups = [k for k in ranges if k.rsplit(".", 1)[-1] in ("encoder", "decoder", "AB", "CD",
-                                                                "mix")]
-        net = peers.lightning_s4d(model, periphery(), ranges, layout=layout,
-                                  out_noise=dict.fromkeys(groups, args.lightning_out_noise))
+        noise = dict.fromkeys(peers.adc_groups(ranges), args.lightning_out_noise)
+        net = peers.lightning_s4d(model, periphery(), ranges, layout=layout, out_noise=noise)
     sync()
     t_build = time.perf_counter() - t0
     t0 = time.perf_counter()

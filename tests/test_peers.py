@@ -24,6 +24,7 @@ from imssa.crossbar.peers import (
     PLAIN_LAYOUTS,
     LinearS4D,
     PlainLoop,
+    adc_groups,
     analog_layers,
     dense_ssm,
     real_weights,
@@ -202,15 +203,10 @@ def test_lightning_output_noise_matches_imssa_statistics():
 
     model = _model()
     u = _inputs(B=1, L=8).expand(3000, -1, -1)
-    per = PeripheryConfig(dac_bits=16, output_noise=0.05)
-    xbar = CrossbarS4D(model, DIFFERENTIAL, IdealDevice(), per, n_chips=1, seed=0)
-    xbar.calibrate(_inputs(B=16, L=8))
-    xbar.set_time(0.0)
-    ref = xbar(u, torch.Generator().manual_seed(7))[0]
-    groups = [k for k in xbar.ranges if k.rsplit(".", 1)[-1] in ("encoder", "decoder", "AB",
-                                                                   "CD", "mix")]
+    ref, ranges = _imssa(model, u, PeripheryConfig(dac_bits=16, output_noise=0.05))
+    groups = adc_groups(ranges)
     assert len(groups) == 2 + 3 * model.cfg.n_layers
-    net = lightning_s4d(model, PeripheryConfig(dac_bits=16), xbar.ranges,
+    net = lightning_s4d(model, PeripheryConfig(dac_bits=16), ranges,
                         out_noise=dict.fromkeys(groups, 0.05))
     assert net.training
     torch.manual_seed(11)  # lightning draws from torch's global generator

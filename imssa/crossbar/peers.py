@@ -56,6 +56,14 @@ def point(layer: int | None, what: str) -> str:
     return what if layer is None else f"layers.{layer}.{what}"
 
 
+ADC_GROUPS: tuple[str, ...] = ("encoder", "decoder", "AB", "CD", "mix")
+
+
+def adc_groups(ranges: Mapping[str, Tensor]) -> list[str]:
+    """The keys of ``ranges`` that are ADC column groups (the others are DACs and registers)."""
+    return [k for k in ranges if k.rsplit(".", 1)[-1] in ADC_GROUPS]
+
+
 # --- the network's real weights -------------------------------------------------------------
 def real_weights(model: S4DModel) -> dict[str, Any]:
     """The real tensors a peer multiplies with: dense layers as (out, in + 1) with the bias as
@@ -425,7 +433,7 @@ def lightning_s4d(model: S4DModel, periphery: PeripheryConfig, ranges: Mapping[s
         if out_noise.get(adc_point, 0.0) > 0:
             assert r_in is not None and r_out is not None
             # A and B (C and D) each add a share, so the group's summed noise has its std.
-            share = 2 if adc_point.endswith(("AB", "CD")) else 1
+            share = 2 if adc_point.rsplit(".", 1)[-1] in ("AB", "CD") else 1
             cfg.forward.out_noise = out_noise[adc_point] * r_out / (r_in * w_max) / share**0.5
         lin = AnalogLinear(w.shape[1], w.shape[0], bias=b is not None, device=w.device,
                            dtype=w.dtype, rpu_config=cfg)
