@@ -8,7 +8,7 @@ does not depend on them. The peers are the tested implementations of ``imssa.cro
 (tests/test_peers.py: on ideal devices and converters each equals imssa's model to 1e-6 in
 float32; the plain loop equals it bit for bit with 8-bit converters). Contenders:
 
-imssa          ``CrossbarS4D`` over all chips at once (chips x batch vectorized, per-sensed-output
+imssa          ``imssa.crossbar.convert`` over all chips at once (chips x batch vectorized, per-sensed-output
                read noise), the SSM mapped with ``--encoding`` (default "differential": the
                pairs the peers use), timed on ``--sequences`` sequences; extrapolated linearly
                to the full job where fewer sequences, chips or steps were run.
@@ -57,7 +57,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from imssa.crossbar import CrossbarS4D, PeripheryConfig
+from imssa.crossbar import PeripheryConfig, calibrate, convert, set_time
 from imssa.crossbar.peers import LINEAR_LAYOUTS, PlainLoop, analog_layers
 from imssa.devices import PCMConfig, PCMDevice
 from imssa.experiments.io import environment, write_json
@@ -121,24 +121,25 @@ def full_job(per_batch_s: float, batch: int, setup_per_chip_s: float, build_s: f
 
 
 # --- imssa ---------------------------------------------------------------------------------------
-def run_imssa(model: S4DModel, u: Tensor, args, device: torch.device) -> tuple[dict, CrossbarS4D]:
+def run_imssa(model: S4DModel, u: Tensor, args, device: torch.device
+              ) -> tuple[dict, dict[str, Tensor]]:
+    """imssa's converted model over all chips at once; its row and its calibrated ranges."""
     sync = make_sync(device)
     sync()
     t0 = time.perf_counter()
-    xbar = CrossbarS4D(model, MappingConfig(g_max=G_MAX, encoding=args.encoding), pcm(),
-                       periphery(), n_chips=args.chips, seed=0)
+    xbar = convert(model, MappingConfig(g_max=G_MAX, encoding=args.encoding), pcm(), periphery(),
+                   chips=args.chips, seed=0)
     sync()
     t_build = time.perf_counter() - t0
     t0 = time.perf_counter()
-    xbar.calibrate(u[:args.calibration_sequences])
+    ranges = calibrate(xbar, u[:args.calibration_sequences])
     sync()
     t_cal = time.perf_counter() - t0
     t0 = time.perf_counter()
-    xbar.set_time(args.t_inference)
+    set_time(xbar, args.t_inference, torch.Generator(device=device).manual_seed(1))
     sync()
     t_time = time.perf_counter() - t0
-    gen = torch.Generator(device=device).manual_seed(1)
-    xbar(u[:min(2, len(u)), :min(32, u.shape[1])], gen)  # warm-up: allocator, kernels
+    xbar(u[:min(2, len(u)), :min(32, u.shape[1])], mode="recurrent")  # warm-up: allocator, kernels
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     batches = []
@@ -146,7 +147,7 @@ def run_imssa(model: S4DModel, u: Tensor, args, device: torch.device) -> tuple[d
     t0 = time.perf_counter()
     for ub in u.split(args.batch_size):
         tb = time.perf_counter()
-        logits = xbar(ub, gen)
+        logits = xbar(ub, mode="recurrent")
         sync()
         batches.append(time.perf_counter() - tb)
     t_run = time.perf_counter() - t0
@@ -172,7 +173,7 @@ def run_imssa(model: S4DModel, u: Tensor, args, device: torch.device) -> tuple[d
         "extrapolation": ("measured directly" if not extrapolated else
                           "run: full = 10000 x 10 / (sequence x chips per second) x 784 / length;"
                           " build + set_time scaled by 10 / chips; calibration once"),
-    }, xbar
+    }, ranges
 
 
 # --- plain per-step PyTorch loop ---------------------------------------------------------------
@@ -365,11 +366,10 @@ def main(argv=None) -> None:
     u = torch.randn(args.sequences, args.length, model.cfg.d_input, device=device)
 
     rows, skipped = [], []
-    imssa_row, xbar = run_imssa(model, u, args, device)
+    imssa_row, ranges = run_imssa(model, u, args, device)
     rows.append(imssa_row)
     print(f"imssa: {imssa_row['run_s']:.2f} s for {imssa_row['measured']}", flush=True)
-    ranges = {k: v for k, v in xbar.ranges.items() if v.numel() == 1}
-    del xbar
+    ranges = {k: v for k, v in ranges.items() if v.numel() == 1}
     if not args.skip_plain:
         for variant in args.plain_variants:
             hn = model.cfg.d_model * model.cfg.d_state

@@ -19,7 +19,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from imssa.crossbar import ADC_GRANULARITIES, CrossbarS4D, PeripheryConfig, quantize_symmetric
+from imssa.crossbar import (
+    ADC_GRANULARITIES,
+    PeripheryConfig,
+    calibrate,
+    convert,
+    quantize_symmetric,
+    set_time,
+)
 from imssa.crossbar.peers import (
     PLAIN_LAYOUTS,
     LinearS4D,
@@ -55,13 +62,12 @@ def _imssa(model: S4DModel, u: torch.Tensor, periphery: PeripheryConfig,
            t: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """imssa's analog model on one chip: logits (B, classes) and its calibrated ranges.
 
-    The one place that builds imssa's model here (to move to crossbar.convert).
+    The one place that builds imssa's model here.
     """
-    xbar = CrossbarS4D(model, mapping, device or IdealDevice(), periphery, n_chips=1, seed=0)
-    if periphery.needs_calibration:
-        xbar.calibrate(u[:16])
-    xbar.set_time(t)
-    return xbar(u, torch.Generator().manual_seed(7))[0], xbar.ranges
+    analog = convert(model, mapping, device or IdealDevice(), periphery, chips=1, seed=0)
+    ranges = calibrate(analog, u[:16]) if periphery.needs_calibration else {}
+    set_time(analog, t, torch.Generator().manual_seed(7))
+    return analog(u, mode="recurrent")[0], ranges
 
 
 def _plain(model: S4DModel, periphery: PeripheryConfig, ranges, *, device: Device | None = None,
@@ -158,9 +164,10 @@ def test_lightning_adc_rounds_on_imssa_grid():
     _, ranges = _imssa(model, u, per)
     net = lightning_s4d(model, per, ranges)
     x = torch.randn(64, model.cfg.d_model)
-    v = quantize_symmetric(x.clamp(-ranges["pooled"], ranges["pooled"]), ranges["pooled"], 8)
+    r_in = ranges["decoder.input"]
+    v = quantize_symmetric(x.clamp(-r_in, r_in), r_in, 8)
     W, b = model.decoder.weight.detach(), model.decoder.bias.detach()
-    expected = quantize_symmetric(v @ W.T, ranges["decoder"], 6) + b
+    expected = quantize_symmetric(v @ W.T, ranges["decoder.output"], 6) + b
     with torch.no_grad():
         _close(net.decoder(x), expected)
 

@@ -4,7 +4,8 @@ The crossbar benchmark (``benchmarks/bench_crossbar.py``) times imssa against th
 ``tests/test_peers.py`` pins that each computes what imssa computes: on ideal devices and ideal
 converters every peer equals imssa's analog model to 1e-6 in float32, so a speed ratio compares
 one computation written two ways. All peers take imssa's configs (mapping, device, periphery)
-and imssa's calibrated converter ranges (``CrossbarS4D.ranges``).
+and imssa's calibrated converter ranges (what :func:`imssa.crossbar.calibrate` returns, by full
+name: ``encoder.input``, ``blocks.0.ssm.state``, ...).
 
 - :class:`PlainLoop`: the naive per-step PyTorch loop of one chip. Every weight is a
   differential conductance pair (tensor-wise w_max -> g_max), programmed and drifted once;
@@ -34,7 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from imssa.crossbar.linear import AnalogLinear
 from imssa.crossbar.periphery import PeripheryConfig, dac, sense
+from imssa.crossbar.ssm import AnalogSSM
 from imssa.crossbar.tile import check_window
 from imssa.devices import Device
 from imssa.errors import ImssaError
@@ -49,19 +52,27 @@ PLAIN_NOISES: tuple[str, ...] = ("shared", "per_sequence")
 LINEAR_LAYOUTS: tuple[str, ...] = ("blockdiag", "per_channel")
 
 
-# --- imssa's converter points (the keys of CrossbarS4D.ranges) --------------------------------
-def point(layer: int | None, what: str) -> str:
-    """The key of a converter range in imssa's calibration: DACs "input", "pooled",
-    "layers.i.u|x|z"; ADC groups "encoder", "decoder", "layers.i.AB|CD|mix"."""
-    return what if layer is None else f"layers.{layer}.{what}"
+# --- imssa's converter points (the keys of imssa.crossbar.calibrate's ranges) ----------------
+def point(layer: int | None, module: str, key: str) -> str:
+    """The full name of a converter range in imssa's calibration, ``<module path>.<key>``:
+    ``module`` "encoder" or "decoder" (layer None), or "ssm" or "mix" of block ``layer``. Keys:
+    DACs "input" (and the SSM's fed-back state "x"), ADCs "output" (and the SSM's "state")."""
+    return f"{module}.{key}" if layer is None else f"blocks.{layer}.{module}.{key}"
 
 
-ADC_GROUPS: tuple[str, ...] = ("encoder", "decoder", "AB", "CD", "mix")
+#: The keys of ADC column groups in imssa's analog modules (the others are DACs and registers).
+ADC_GROUPS: tuple[str, ...] = tuple(sorted({k for part in (AnalogLinear, AnalogSSM)
+                                            for k, kind in part.CONVERTERS.items() if kind == "adc"}))
 
 
 def adc_groups(ranges: Mapping[str, Tensor]) -> list[str]:
     """The keys of ``ranges`` that are ADC column groups (the others are DACs and registers)."""
     return [k for k in ranges if k.rsplit(".", 1)[-1] in ADC_GROUPS]
+
+
+def ssm_group(name: str) -> bool:
+    """Whether a converter range belongs to an SSM (``blocks.i.ssm.<key>``)."""
+    return name.split(".")[-2:-1] == ["ssm"]
 
 
 # --- the network's real weights -------------------------------------------------------------
@@ -125,7 +136,7 @@ class PlainLoop:
         device: the memristive device model; programming and drift drawn once at construction.
         periphery: DAC and ADC bits and output noise (state register, per-column ADC ranges and
             drift compensation are not modelled: ImssaError).
-        ranges: imssa's calibrated converter ranges (``CrossbarS4D.ranges``).
+        ranges: imssa's calibrated converter ranges (:func:`imssa.crossbar.calibrate`).
         t_inference: seconds after programming.
         generator: programming, drift and every read.
         layout: "blocks" (A as 2x2 blocks per mode, B, C, D per channel) or "dense" (every
@@ -204,31 +215,34 @@ class PlainLoop:
     def step(self, uk: Tensor, st: dict[str, Any]) -> None:
         """One time step of the whole network, updating ``st`` in place. uk: (B, d_input)."""
         b = uk.shape[0]
-        x = self.dense(self.encoder, uk, point(None, "input"), point(None, "encoder"))
+        x = self.dense(self.encoder, uk, point(None, "encoder", "input"),
+                       point(None, "encoder", "output"))
         for i, lw in enumerate(self.layers):
-            ud = self.dac(x, point(i, "u"))
-            sd = self.dac(st["s"][i], point(i, "x"))
+            ud = self.dac(x, point(i, "ssm", "input"))
+            sd = self.dac(st["s"][i], point(i, "ssm", "x"))
             A, B, C, D = (self.read(lw[k], b) for k in "ABCD")
             if self.layout == "blocks":  # A (b?) H N2 2 2, B and C (b?) H N2 2, D (b?) H
                 eq_a, eq_c = (("hmij,bhmj->bhmi", "hmj,bhmj->bh") if A.ndim == 4 else
                               ("bhmij,bhmj->bhmi", "bhmj,bhmj->bh"))
-                s = self.adc(torch.einsum(eq_a, A, sd) + B * ud[..., None, None], point(i, "AB"))
-                y = self.adc(torch.einsum(eq_c, C, self.dac(s, point(i, "x"))) + D * ud,
-                             point(i, "CD"))
+                s = self.adc(torch.einsum(eq_a, A, sd) + B * ud[..., None, None],
+                             point(i, "ssm", "state"))
+                y = self.adc(torch.einsum(eq_c, C, self.dac(s, point(i, "ssm", "x"))) + D * ud,
+                             point(i, "ssm", "output"))
             else:
-                s = self.adc(self.mv(A, sd) + self.mv(B, ud), point(i, "AB"))
-                y = self.adc(self.mv(C, self.dac(s, point(i, "x"))) + self.mv(D, ud),
-                             point(i, "CD"))
+                s = self.adc(self.mv(A, sd) + self.mv(B, ud), point(i, "ssm", "state"))
+                y = self.adc(self.mv(C, self.dac(s, point(i, "ssm", "x"))) + self.mv(D, ud),
+                             point(i, "ssm", "output"))
             st["s"][i] = s
-            m = self.dense(lw["mix"], F.gelu(y), point(i, "z"), point(i, "mix"))
+            m = self.dense(lw["mix"], F.gelu(y), point(i, "mix", "input"),
+                           point(i, "mix", "output"))
             x = x + F.glu(m, dim=-1)
         st["sum"] = st["sum"] + x
         st["steps"] += 1
 
     def finish(self, st: dict[str, Any]) -> Tensor:
         """Logits (B, classes) of the sequence so far: mean over steps -> decoder."""
-        return self.dense(self.decoder, st["sum"] / st["steps"], point(None, "pooled"),
-                          point(None, "decoder"))
+        return self.dense(self.decoder, st["sum"] / st["steps"], point(None, "decoder", "input"),
+                          point(None, "decoder", "output"))
 
     @torch.no_grad()
     def __call__(self, u: Tensor) -> Tensor:
@@ -267,12 +281,12 @@ class LinearS4D(nn.Module):
         def dense(wb: Tensor, dac_point: str, adc_point: str) -> nn.Module:
             return make(wb[:, :-1], wb[:, -1], dac_point, adc_point)
 
-        self.encoder = dense(w["encoder"], point(None, "input"), point(None, "encoder"))
-        self.decoder = dense(w["decoder"], point(None, "pooled"), point(None, "decoder"))
+        self.encoder, self.decoder = (dense(w[k], point(None, k, "input"), point(None, k, "output"))
+                                      for k in ("encoder", "decoder"))
         self.A, self.B, self.C, self.D, self.mix = (nn.ModuleList() for _ in range(5))
         for i, lw in enumerate(w["layers"]):
             d = dense_ssm(lw)
-            x, u, ab, cd = (point(i, k) for k in ("x", "u", "AB", "CD"))
+            x, u, ab, cd = (point(i, "ssm", k) for k in ("x", "input", "state", "output"))
             if layout == "blockdiag":
                 self.A.append(make(d["A"], None, x, ab))
             else:
@@ -281,7 +295,7 @@ class LinearS4D(nn.Module):
             self.B.append(make(d["B"], None, u, ab))
             self.C.append(make(d["C"], None, x, cd))
             self.D.append(make(d["D"], None, u, cd))
-            self.mix.append(dense(lw["mix"], point(i, "z"), point(i, "mix")))
+            self.mix.append(dense(lw["mix"], point(i, "mix", "input"), point(i, "mix", "output")))
 
     def a_step(self, i: int, s: Tensor) -> Tensor:
         """A s for one time step of layer i. s: (B, H N) real state."""
@@ -433,7 +447,7 @@ def lightning_s4d(model: S4DModel, periphery: PeripheryConfig, ranges: Mapping[s
         if out_noise.get(adc_point, 0.0) > 0:
             assert r_in is not None and r_out is not None
             # A and B (C and D) each add a share, so the group's summed noise has its std.
-            share = 2 if adc_point.rsplit(".", 1)[-1] in ("AB", "CD") else 1
+            share = 2 if ssm_group(adc_point) else 1
             cfg.forward.out_noise = out_noise[adc_point] * r_out / (r_in * w_max) / share**0.5
         lin = AnalogLinear(w.shape[1], w.shape[0], bias=b is not None, device=w.device,
                            dtype=w.dtype, rpu_config=cfg)
