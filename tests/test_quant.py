@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,6 +42,8 @@ from imssa.quant.legacy import quant_config_dict, state_dict
 from imssa.ssm import S4DConfig, S4DLayer, S4DModel
 
 T = torch.tensor
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("IMSSA_TEST_DATA", "/work/shared/data"))
 
 
 def tiny_model(seed: int = 0, **kw) -> S4DModel:
@@ -602,6 +606,33 @@ def test_committed_state_dicts_translate_to_the_prepared_model():
                 k = "model." + k.replace("ssm.params.", "ssm.")
             old[k] = v
         assert state_dict(old, param).keys() == new.keys()
+
+
+# --- committed runs -------------------------------------------------------------------------
+COMMITTED_QAT = REPO / "results" / "quant-beyond" / "qat-W4A6-6-6-sr-s4d-64-s0"
+
+
+@pytest.mark.skipif(not (DATA / "mnist").is_dir(), reason=f"no MNIST at {DATA / 'mnist'} "
+                    "(set IMSSA_TEST_DATA)")
+def test_a_committed_qat_run_loads_and_reproduces_its_accuracy():
+    """A QAT folder written by the old QuantizedS4D (old target names in config.json, old state
+    dict keys in model.pt) loads through the legacy translation and reproduces its committed test
+    accuracy on the first 300 test images within 3 binomial standard errors (stochastic rounding
+    of the state makes the evaluation random)."""
+    from imssa.data import load_task
+    from imssa.experiments.quantize import load_qat
+
+    committed = json.loads((COMMITTED_QAT / "metrics.json").read_text())["test_accuracy"]
+    model, config = load_qat(COMMITTED_QAT)
+    assert config["qat"]["train_noise_on"][0] == "A_bar"  # the old names, as committed
+    q = quantizers(model)
+    assert q["blocks.0.ssm.x"].spec.rounding == "stochastic" and q["blocks.0.ssm.x"].frozen
+    n = 300
+    test = load_task("smnist", DATA / "mnist", limit=n, download=False).test
+    torch.manual_seed(0)
+    with torch.no_grad():
+        acc = (model(test.x[:n], "recurrent").argmax(-1) == test.y[:n]).float().mean().item()
+    assert abs(acc - committed) <= 3 * math.sqrt(committed * (1 - committed) / n), acc
 
 
 # --- devices --------------------------------------------------------------------------------

@@ -34,13 +34,13 @@ from imssa.quant import (
     calibrate,
     float_state_dict,
     freeze_ranges,
+    legacy,
     make_config,
     memory_footprint,
     parameter_groups,
     prepare,
     set_weight_noise,
 )
-from imssa.quant import legacy
 from imssa.quant.noise import NOISE_COMPONENTS, WeightNoiseConfig
 from imssa.ssm import S4DConfig, S4DModel
 

@@ -110,9 +110,19 @@ def parse_components(value: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def noise_targets(config: WeightNoiseConfig, universe: Sequence[str]) -> list[str]:
-    """The tensor paths of ``universe`` that the config's components select."""
-    return select(config.components, universe, what="noise component")
+def noise_targets(config: WeightNoiseConfig, universe: Sequence[str], *,
+                  strict: bool = True) -> list[str]:
+    """The tensor paths of ``universe`` that the config's components select; ``strict``: a
+    component that selects none of them is an error (a layer the model does not have)."""
+    if strict:
+        return select(config.components, universe, what="noise component")
+    picked: set[str] = set()
+    for component in config.components:
+        try:
+            picked.update(select(component, universe, what="noise component"))
+        except ImssaError:
+            pass
+    return [n for n in universe if n in picked]
 
 
 def _real(t: Tensor) -> Tensor:
@@ -176,7 +186,7 @@ def noisy_weights(weights: Mapping[str, Tensor], config: WeightNoiseConfig,
     A dense layer's ``.weight`` and ``.bias`` share one w_max (one crossbar array); every other
     tensor has its own. Unselected tensors are returned as they are.
     """
-    picked = set(noise_targets(config, list(weights)))
+    picked = set(noise_targets(config, list(weights), strict=False))
     groups: dict[str, list[str]] = {}
     for name in weights:
         key = name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name

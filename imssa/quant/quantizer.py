@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from imssa.errors import ImssaError
-from imssa.quant.observer import RangeObserver, padded_shape, group_view, percentile, tensor_range
+from imssa.quant.observer import RangeObserver, group_view, padded_shape, percentile, tensor_range
 from imssa.quant.spec import QuantSpec
 from imssa.ssm.scan import StateQuant, ste_quantize
 

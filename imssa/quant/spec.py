@@ -19,8 +19,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from imssa.errors import ImssaError
-from imssa.names import ALIASES, CALIBRATIONS, GRANULARITIES, Calibration, Granularity, \
-    layer_generic, layer_of, select
+from imssa.names import (
+    ALIASES,
+    CALIBRATIONS,
+    GRANULARITIES,
+    Calibration,
+    Granularity,
+    layer_generic,
+    layer_of,
+    select,
+)
 
 ABarForm = Literal["cartesian", "polar"]
 GeluForm = Literal["auto", "exact", "hard"]
