@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from imssa.experiments.io import environment, write_json
-from imssa.quant import QuantizedS4D, calibrate, make_config
+from imssa.quant import calibrate, make_config, prepare
 from imssa.ssm import S4DModel, preset
 
 TRAIN_SEQUENCES = 54_000
@@ -31,9 +31,9 @@ TRAIN_SEQUENCES = 54_000
 def seconds_per_step(batch: int, backend: str, steps: int, device: torch.device) -> float:
     os.environ["IMSSA_SCAN"] = backend
     torch.manual_seed(0)
-    qmodel = QuantizedS4D(S4DModel(preset("s4d-64")),
-                          make_config("W4A6", a_bits=8, x_bits=8, a_bar_form="polar",
-                                      overrides={"x": {"granularity": "mode"}})).to(device)
+    qmodel = prepare(S4DModel(preset("s4d-64")).to(device),
+                     make_config("W4A6", a_bits=8, x_bits=8, a_bar_form="polar",
+                                 overrides={"x": {"granularity": "mode"}}))
     u = torch.randn(batch, 784, 1, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     calibrate(qmodel, [u])

@@ -1,4 +1,4 @@
-"""Tests of noise-aware training (imssa.quant.noise and its hook in QuantizedS4D): the noise's
+"""Tests of noise-aware training (imssa.quant.noise on the prepared model): the noise's
 moments against their closed forms (gaussian and PCM), component selection, clean evaluation,
 re-drawing, the straight-through gradient, bad input, and ``imssa qat --train-noise`` end to end."""
 
@@ -16,13 +16,17 @@ from imssa.errors import ImssaError
 from imssa.experiments.quantize import QATConfig
 from imssa.quant import (
     NOISE_COMPONENTS,
-    QuantizedS4D,
     WeightNoiseConfig,
+    activations,
     add_noise,
     calibrate,
     make_config,
     noisy_ssm,
     noisy_weights,
+    parameter_groups,
+    prepare,
+    quantized_weights,
+    set_weight_noise,
 )
 from imssa.quant.noise import A_BAR_MAX_ABS
 from imssa.ssm import DiscreteSSM, S4DConfig, S4DModel
@@ -32,10 +36,10 @@ def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def tiny_qmodel(preset: str = "fp", noise: WeightNoiseConfig | None = None) -> QuantizedS4D:
+def tiny_qmodel(preset: str = "fp", noise: WeightNoiseConfig | None = None) -> S4DModel:
     torch.manual_seed(0)
     model = S4DModel(S4DConfig(d_input=1, d_model=4, d_state=8, n_classes=3, n_layers=2))
-    qmodel = QuantizedS4D(model, make_config(preset), weight_noise=noise)
+    qmodel = prepare(model, make_config(preset), weight_noise=noise)
     calibrate(qmodel, [torch.randn(3, 24, 1, generator=gen(1))])
     return qmodel
 
@@ -98,12 +102,15 @@ def test_zero_sigma_and_zero_tensor_are_left_unchanged():
 # --- components, clean evaluation, re-drawing, gradient ------------------------------------------
 def test_only_the_selected_components_get_noise():
     qmodel = tiny_qmodel()
-    clean = qmodel.quantized_weights()
-    out = noisy_weights(clean, WeightNoiseConfig(sigma=0.1, components=("A_bar",)), gen(0))
+    clean = quantized_weights(qmodel)
+    out = noisy_weights(clean, WeightNoiseConfig(sigma=0.1, components=("A",)), gen(0))
     for name, t in clean.items():
         assert torch.equal(out[name], t) == (not name.endswith("A_bar")), name
-    ssm = qmodel.quantized_ssms()[0]
-    n = noisy_ssm(ssm, WeightNoiseConfig(sigma=0.1, components=("C", "D")), gen(0))
+    # a path selects one layer's tensor; a dense layer's weight alone keeps its bias clean
+    out = noisy_weights(clean, WeightNoiseConfig(sigma=0.1, components="blocks.1.mix.weight"))
+    assert [n for n in clean if not torch.equal(out[n], clean[n])] == ["blocks.1.mix.weight"]
+    ssm = qmodel.blocks[0].ssm.discrete()
+    n = noisy_ssm(ssm, WeightNoiseConfig(sigma=0.1), gen(0), ("C", "D"))
     assert n.A_bar is ssm.A_bar and n.B_bar is ssm.B_bar
     assert not torch.equal(n.C, ssm.C) and not torch.equal(n.D, ssm.D)
 
@@ -111,7 +118,7 @@ def test_only_the_selected_components_get_noise():
 def test_noisy_a_bar_stays_inside_the_unit_circle_with_its_phase():
     A = torch.polar(torch.full((4, 512), 0.9998), torch.linspace(-3, 3, 512).expand(4, 512))
     ssm = DiscreteSSM(A, torch.ones_like(A), torch.ones_like(A), torch.ones(4))
-    n = noisy_ssm(ssm, WeightNoiseConfig(sigma=0.05, components=("A_bar",)), gen(0))
+    n = noisy_ssm(ssm, WeightNoiseConfig(sigma=0.05), gen(0), ("A_bar",))
     raw = add_noise((A,), WeightNoiseConfig(sigma=0.05), gen(0))[0]  # the same draw, unprojected
     outside = raw.abs() > A_BAR_MAX_ABS
     assert outside.float().mean() > 0.3  # the noise alone would destabilize many modes
@@ -121,32 +128,35 @@ def test_noisy_a_bar_stays_inside_the_unit_circle_with_its_phase():
 
 
 @pytest.mark.parametrize("component, clean_point, noisy_point", [
-    ("encoder", "input", "blocks.0.ssm_input"),
-    ("A_bar", "blocks.0.ssm_input", "blocks.0.ssm_output"),
-    ("D", "blocks.0.ssm_input", "blocks.0.ssm_output"),
-    ("mix", "blocks.0.gelu_output", "blocks.0.output"),
-    ("decoder", "pooled", "logits"),
+    ("encoder", "encoder.input", "blocks.0.ssm.input"),
+    ("A", "blocks.0.ssm.input", "blocks.0.ssm.output"),
+    ("D", "blocks.0.ssm.input", "blocks.0.ssm.output"),
+    ("mix", "blocks.0.activation.output", "blocks.0.glu.output"),
+    ("blocks.1.ssm.C", "blocks.1.ssm.input", "blocks.1.ssm.output"),
+    ("decoder", "decoder.input", "logits"),
 ])
 def test_model_perturbs_each_component_where_it_acts(component, clean_point, noisy_point):
     u = inputs()
     qmodel = tiny_qmodel().train()
     with torch.no_grad():
-        clean = qmodel.activations(u)
-        qmodel.weight_noise = WeightNoiseConfig(sigma=0.05, components=(component,))
-        noisy = qmodel.activations(u)
+        clean = activations(qmodel, u)
+        set_weight_noise(qmodel, WeightNoiseConfig(sigma=0.05, components=(component,)))
+        noisy = activations(qmodel, u)
     assert torch.equal(noisy[clean_point], clean[clean_point])
     assert not torch.equal(noisy[noisy_point], clean[noisy_point])
 
 
 def test_noise_is_added_after_fake_quantization():
     u = inputs()
-    qmodel = tiny_qmodel("W8A8", WeightNoiseConfig(sigma=0.05, components=("decoder",))).train()
-    qmodel.noise_generator = gen(5)
+    noise = WeightNoiseConfig(sigma=0.05, components=("decoder",))
+    qmodel = tiny_qmodel("W8A8").train()
+    set_weight_noise(qmodel, noise, gen(5))
     with torch.no_grad():
-        rec = qmodel.activations(u)
-        w = qmodel.quantized_weights()  # clean, on the 8-bit grid
-        W, b = add_noise([w["decoder.weight"], w["decoder.bias"]], qmodel.weight_noise, gen(5))
-    torch.testing.assert_close(rec["logits"], F.linear(rec["pooled"], W, b), rtol=0, atol=0)
+        rec = activations(qmodel, u)
+        w = quantized_weights(qmodel)  # clean, on the 8-bit grid
+        W, b = add_noise([w["decoder.weight"], w["decoder.bias"]], noise, gen(5))
+    torch.testing.assert_close(rec["logits"], F.linear(rec["decoder.input"], W, b), rtol=0,
+                               atol=0)
 
 
 @pytest.mark.parametrize("preset", ["fp", "W4A6"])
@@ -191,7 +201,7 @@ def test_gradient_passes_straight_through_the_noise():
 def test_training_step_through_the_noisy_model_reaches_every_parameter():
     qmodel = tiny_qmodel("W4A6", WeightNoiseConfig(sigma=0.05)).train()
     qmodel(inputs()).sum().backward()
-    groups = qmodel.parameter_groups()
+    groups = parameter_groups(qmodel)
     assert all(p.grad is not None and torch.isfinite(p.grad).all()
                for p in groups["ssm"] + groups["other"])
 
@@ -200,8 +210,9 @@ def test_training_step_through_the_noisy_model_reaches_every_parameter():
 @pytest.mark.parametrize("fields, message", [
     ({"sigma": -0.1}, "sigma must be a finite number >= 0"),
     ({"sigma": float("nan")}, "sigma must be a finite number >= 0"),
-    ({"sigma": 0.1, "components": ("A_bar", "E")}, "unknown noise component(s) 'E'"),
-    ({"sigma": 0.1, "components": ()}, "noise components are empty"),
+    ({"sigma": 0.1, "components": ("A", "E")}, "unknown noise component 'E'"),
+    ({"sigma": 0.1, "components": ("A_bar",)}, "unknown noise component 'A_bar'"),
+    ({"sigma": 0.1, "components": ()}, "components is empty"),
     ({"sigma": 0.1, "kind": "rram"}, "kind must be one of gaussian, pcm"),
 ])
 def test_bad_noise_config_is_refused(fields, message):
@@ -210,24 +221,28 @@ def test_bad_noise_config_is_refused(fields, message):
 
 
 def test_components_parse_from_text_and_all():
-    assert WeightNoiseConfig(components="C, A_bar").components == ("A_bar", "C")
+    assert WeightNoiseConfig(components="C, A, C").components == ("C", "A")
     assert WeightNoiseConfig(components="all").components == NOISE_COMPONENTS
+    assert WeightNoiseConfig(components="blocks.3.ssm.A_bar").components == ("blocks.3.ssm.A_bar",)
     assert QATConfig(train_noise_on=["D", "mix"]).train_noise_on == ("D", "mix")
-    with pytest.raises(ImssaError, match="--train-noise"):
+    # saved QAT configs name the old components; they read back as aliases
+    assert QATConfig.from_dict({"train_noise_on": ["A_bar", "B_bar", "mix"]}).train_noise_on == \
+        ("A", "B", "mix")
+    with pytest.raises(ImssaError, match="WeightNoiseConfig.sigma"):
         QATConfig(train_noise=-1.0)
     with pytest.raises(ImssaError, match="weight_noise must be a WeightNoiseConfig"):
-        QuantizedS4D(S4DModel(S4DConfig(d_model=4, d_state=4)), make_config("fp"),
-                     weight_noise=0.02)  # type: ignore[arg-type]
-    with pytest.raises(ImssaError, match="belongs to no noise component"):
-        noisy_weights({"blocks.0.x": torch.zeros(2)}, WeightNoiseConfig(sigma=0.1))
+        prepare(S4DModel(S4DConfig(d_model=4, d_state=4)), make_config("fp"),
+                weight_noise=0.02)  # type: ignore[arg-type]
+    with pytest.raises(ImssaError, match="noise component 'blocks.5.mix'"):
+        set_weight_noise(tiny_qmodel(), WeightNoiseConfig(sigma=0.1, components="blocks.5.mix"))
 
 
 def test_cli_refuses_bad_noise_with_one_line(tmp_path, capsys):
     code = main(["qat", str(tmp_path / "missing"), "--out", str(tmp_path / "q"),
-                 "--train-noise", "0.02", "--train-noise-on", "A_bar,B"])
+                 "--train-noise", "0.02", "--train-noise-on", "A,Q"])
     assert code == 2
     err = capsys.readouterr().err
-    assert "unknown noise component(s) 'B'" in err and len(err.strip().splitlines()) == 1
+    assert "unknown noise component 'Q'" in err and len(err.strip().splitlines()) == 1
 
 
 # --- end to end -----------------------------------------------------------------------------------
@@ -256,7 +271,30 @@ def test_qat_fp_with_train_noise_end_to_end(tmp_path):
     # QS4D's setting: A_bar alone, through the PCM model
     out2 = tmp_path / "qat-pcm"
     assert main(["qat", str(run), "--preset", "W8A8", "--train-noise", "1", "--train-noise-on",
-                 "A_bar", "--train-noise-device", "pcm", "--epochs", "1", "--device", "cpu",
+                 "A", "--train-noise-device", "pcm", "--epochs", "1", "--device", "cpu",
                  "--calib-samples", "64", "--mode", "conv", "--out", str(out2)]) == 0
     assert json.loads((out2 / "metrics.json").read_text())["train_noise"] == \
-        {"sigma": 1.0, "components": ["A_bar"], "kind": "pcm"}
+        {"sigma": 1.0, "components": ["A"], "kind": "pcm"}
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"epochs": 0}, "QATConfig.epochs must be an integer >= 1"),
+    ({"ssm_lr": 5.0}, r"QATConfig.ssm_lr must be in \(0, 0.001\]"),
+    ({"lr": float("inf")}, "QATConfig.lr must be a finite number > 0"),
+    ({"parameterization": "cartesian"}, "QATConfig.parameterization"),
+])
+def test_bad_qat_config_is_refused_before_any_work(fields, message):
+    with pytest.raises(ImssaError, match=message):
+        QATConfig(**fields)
+
+
+def test_train_and_qat_share_the_ssm_learning_rate_rule():
+    from imssa.experiments.rules import SSM_LR_MAX, check_ssm_lr
+    from imssa.experiments.train import TrainConfig
+
+    check_ssm_lr(SSM_LR_MAX, "x")
+    for bad in (5.0, 0.0, SSM_LR_MAX * 1.01):
+        with pytest.raises(ImssaError):
+            TrainConfig(ssm_lr=bad)
+        with pytest.raises(ImssaError):
+            QATConfig(ssm_lr=bad)

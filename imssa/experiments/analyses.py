@@ -24,6 +24,7 @@ first ``limit`` test sequences for quick runs).
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import math
@@ -46,11 +47,12 @@ from imssa.quant import (
     TARGETS,
     FakeQuantizer,
     QuantConfig,
-    QuantizedS4D,
     QuantSpec,
     a_bar_levels,
     calibrate,
     make_config,
+    prepare,
+    quantizers,
 )
 from imssa.quant.spec import (
     A_BAR_FORMS,
@@ -284,14 +286,13 @@ def _context(run: str | Path, device: torch.device, data_dir: str | None, limit:
     return _Context(Path(run), cfg, model, calib, test, data.seq_len, device, batch_size, info)
 
 
-def _needs_calibration(qmodel: QuantizedS4D) -> bool:
-    return any(isinstance(q, FakeQuantizer) and q.kind in ("activation", "state") and q.enabled
-               and not q.spec.dynamic and not q.frozen for q in qmodel.quantizers())
+def _needs_calibration(qmodel: S4DModel) -> bool:
+    return any(isinstance(q, FakeQuantizer) and q.calibrated for q in quantizers(qmodel).values())
 
 
 def ptq_accuracy(ctx: _Context, config: QuantConfig) -> float:
     """Test accuracy (fraction) of the run quantized by ``config``, calibrated, in recurrent mode."""
-    qmodel = QuantizedS4D(ctx.model, config).to(ctx.device).eval()
+    qmodel = prepare(copy.deepcopy(ctx.model), config).to(ctx.device).eval()
     if _needs_calibration(qmodel):
         calibrate(qmodel, ctx.calib)
     return accuracy(lambda u: qmodel(u, mode="recurrent"), ctx.test, ctx.device, ctx.batch_size)
@@ -542,9 +543,9 @@ def stability(run: str | Path, bits: Iterable[int] = STABILITY_BITS,
         form, b = forms_t[i], bits_t[j]
         qcfg = make_config("fp", overrides={"A_bar": {"bits": b, "granularity": granularity}},
                            a_bar_form=cast(ABarForm, form))
-        qmodel = QuantizedS4D(model, qcfg).to(dev).eval()
+        qmodel = prepare(copy.deepcopy(model), qcfg).to(dev).eval()
         with torch.no_grad():
-            Aq = torch.stack([s.A_bar for s in qmodel.quantized_ssms()])  # (layers H N/2)
+            Aq = torch.stack([b.ssm.discrete().A_bar for b in qmodel.blocks])  # (layers H N/2)
             if b <= MAX_LEVEL_BITS:
                 for layer in range(n_layers):
                     # The first range group: the whole tensor, or head 0 alone for per-head.
