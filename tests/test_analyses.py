@@ -1,5 +1,6 @@
 """Tests of imssa.experiments.analyses: the sensitivity, stability and width analyses of tiny
-sdigits runs, their NetCDF and PNG files, the ``imssa analyze`` parser and bad input."""
+sdigits runs, their NetCDF and PNG files, the ``imssa analyze`` parser (imssa.cli.analyze) and
+bad input."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 import xarray as xr
 
+from imssa.cli.analyze import add_parser, parse_bits
 from imssa.errors import ImssaError
 from imssa.experiments import analyses as an
 from imssa.experiments.train import TrainConfig, accuracy, load_run, train
@@ -223,7 +225,7 @@ def test_width_rejects_the_same_run_twice(runs):
 # --- command line and bad input ------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imssa")
-    an.add_analysis_parser(parser.add_subparsers(dest="command", required=True))
+    add_parser(parser.add_subparsers(dest="command", required=True))
     return parser
 
 
@@ -250,20 +252,20 @@ def test_cli_stability_and_sensitivity(runs, tmp_path, capsys):
 
 
 def test_parse_bits():
-    assert an.parse_bits("2,4,6,8") == (2, 4, 6, 8)
-    assert an.parse_bits("8, 2-4") == (2, 3, 4, 8)
+    assert parse_bits("2,4,6,8") == (2, 4, 6, 8)
+    assert parse_bits("8, 2-4") == (2, 3, 4, 8)
     for bad in ("1,4", "17", "a", "4-2", ""):
         with pytest.raises(ImssaError, match="--bits"):
-            an.parse_bits(bad)
+            parse_bits(bad)
 
 
 @pytest.mark.parametrize("argv, message", [
     (["sensitivity", "{run}", "--bits", "1,4"], "integers in 2..16"),
-    (["sensitivity", "{run}", "--targets", "A_bar,weights"], "unknown --targets"),
-    (["sensitivity", "{run}", "--variants", "per-channel"], "unknown --variants"),
+    (["sensitivity", "{run}", "--targets", "A_bar,weights"], "--targets: unknown"),
+    (["sensitivity", "{run}", "--variants", "per-channel"], "--variants: unknown"),
     (["sensitivity", "{tmp}"], "not a finished training run"),
     (["stability", "{tmp}"], "not a finished training run"),
-    (["stability", "{run}", "--forms", "spherical"], "unknown --forms"),
+    (["stability", "{run}", "--forms", "spherical"], "--forms: unknown"),
     (["width", "{run}", "{tmp}"], "not a finished training run"),
     (["width", "{run}", "--bits", "20"], "integers in 2..16"),
 ])
