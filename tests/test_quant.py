@@ -16,19 +16,27 @@ from imssa.quant import (
     FakeQuantizer,
     PolarQuantizer,
     QuantConfig,
-    QuantizedS4D,
     QuantSpec,
     RangeObserver,
     a_bar_levels,
+    activations,
     calibrate,
+    convert,
     fake_quantize,
+    freeze_ranges,
     hard_gelu,
     make_config,
     memory_footprint,
+    parameter_groups,
     percentile,
+    prepare,
     qparams,
     qrange,
+    quantized_weights,
+    quantizers,
+    unfreeze_ranges,
 )
+from imssa.quant.legacy import quant_config_dict, state_dict
 from imssa.ssm import S4DConfig, S4DLayer, S4DModel
 
 T = torch.tensor
@@ -88,17 +96,17 @@ def test_asymmetric_zero_point():
     assert scale.item() == 1.0 and zp.item() == 0
 
 
-def test_per_head_ranges_of_a_weight():
+def test_per_channel_ranges_of_a_weight():
     W = T([[0.5, -1.0, 0.25], [2.0, 0.1, -0.3]])
-    per_head = FakeQuantizer("w", QuantSpec(bits=2, granularity="head"), "weight", (2, 1))
+    per_channel = FakeQuantizer("w", QuantSpec(bits=2, granularity="channel"), "weight", (2, 1))
     # 2 bits: codes -1..1; scales 1.0 (row 0) and 2.0 (row 1)
-    assert torch.equal(per_head(W), T([[0.0, -1.0, 0.0], [2.0, 0.0, -0.0]]))
+    assert torch.equal(per_channel(W), T([[0.0, -1.0, 0.0], [2.0, 0.0, -0.0]]))
     per_tensor = FakeQuantizer("w", QuantSpec(bits=2), "weight", (2, 1))
     assert torch.equal(per_tensor(W), T([[0.0, -0.0, 0.0], [2.0, 0.0, -0.0]]))
 
 
-def test_per_head_ranges_of_an_activation():
-    q = FakeQuantizer("a", QuantSpec(bits=8, granularity="head", calibration="maxabs"),
+def test_per_channel_ranges_of_an_activation():
+    q = FakeQuantizer("a", QuantSpec(bits=8, granularity="channel", calibration="maxabs"),
                       "activation", (2,))
     v = torch.randn(3, 5, 2)
     obs = RangeObserver(q.spec, q.group_shape)
@@ -188,40 +196,41 @@ def test_observer_over_batches_and_chunks():
 def test_calibrate_sets_exact_ranges_of_the_model():
     model = tiny_model()
     spec_a = {"calibration": "percentile", "percentile": 99.0}
-    cfg = make_config("W8A8", overrides={"ssm_input": spec_a,
+    cfg = make_config("W8A8", overrides={"blocks.*.ssm.input": spec_a,
                                          "x": {"calibration": "maxabs", "granularity": "mode"}})
-    qm = calibrate(QuantizedS4D(model, cfg), batches(1))
+    qm = calibrate(prepare(model, cfg), batches(1))
+    q = quantizers(qm)
     u = batches(1)[0]
     with torch.no_grad():
-        enc = torch.nn.functional.linear(u, qm.quantizer("encoder_weight")(model.encoder.weight),
-                                         qm.quantizer("encoder_bias")(model.encoder.bias))
-        ssm = qm.quantized_ssms()[0]
+        w = quantized_weights(qm)
+        enc = torch.nn.functional.linear(u, w["encoder.weight"], w["encoder.bias"])
+        ssm = qm.blocks[0].ssm.discrete()
         x = ssm.init_state(u.shape[0])
         amax = torch.zeros(ssm.A_bar.shape)
         for k in range(u.shape[1]):
             x = ssm.A_bar * x + ssm.B_bar * enc[:, k, :, None]
             amax = torch.maximum(amax, torch.maximum(x.real.abs(), x.imag.abs()).amax(0))
-    q_in = qm.quantizer("ssm_input", 0)
+    q_in = q["blocks.0.ssm.input"]
     assert q_in.hi.item() == pytest.approx(np.percentile(enc.numpy(), 99.0), rel=1e-6)
     assert q_in.lo.item() == pytest.approx(np.percentile(enc.numpy(), 1.0), rel=1e-6)
-    assert torch.equal(qm.quantizer("x", 0).hi, amax)  # per (head, mode), max-abs over steps
+    assert torch.equal(q["blocks.0.ssm.x"].hi, amax)  # per (channel, mode), max-abs over steps
 
 
 def test_calibration_is_deterministic():
     cfg = make_config("W4A6", a_bits=8, x_bits=8)
-    q1 = calibrate(QuantizedS4D(tiny_model(), cfg), batches(3))
-    q2 = calibrate(QuantizedS4D(tiny_model(), cfg), batches(3))
+    q1 = calibrate(prepare(tiny_model(), cfg), batches(3))
+    q2 = calibrate(prepare(tiny_model(), cfg), batches(3))
     s1, s2 = q1.state_dict(), q2.state_dict()
     assert s1.keys() == s2.keys()
     for k in s1:
         if isinstance(s1[k], torch.Tensor):
             assert torch.equal(s1[k], s2[k]), k
     u = batches(1, seed=9)[0]
-    assert torch.equal(q1(u), q2(u))
+    assert torch.equal(q1(u, "recurrent"), q2(u, "recurrent"))
     # ranges and their flags travel in the state dict
-    q3 = QuantizedS4D(tiny_model(seed=4), cfg)
+    q3 = prepare(tiny_model(seed=4), cfg)
     q3.load_state_dict(q1.state_dict())
-    assert torch.equal(q3(u), q1(u))
+    assert torch.equal(q3(u, "recurrent"), q1(u, "recurrent"))
 
 
 def test_dynamic_ranges_are_per_sample():
@@ -234,20 +243,20 @@ def test_dynamic_ranges_are_per_sample():
 
 def test_frozen_ranges_stop_following_weights_and_calibration():
     model = tiny_model()
-    qm = calibrate(QuantizedS4D(model, make_config("W8A8")), batches(1))
-    qm.freeze_ranges()
-    q_w = qm.quantizer("mix_weight", 0)
-    hi_before = q_w.hi.clone()
-    act_before = qm.quantizer("ssm_output", 0).hi.clone()
+    qm = calibrate(prepare(model, make_config("W8A8")), batches(1))
+    freeze_ranges(qm)
+    q = quantizers(qm)
+    hi_before = q["blocks.0.mix.weight"].hi.clone()
+    act_before = q["blocks.0.ssm.output"].hi.clone()
     with torch.no_grad():
         model.blocks[0].mix.weight.mul_(3.0)
-    out = qm.quantized_weights()["blocks.0.mix.weight"]
+    out = quantized_weights(qm)["blocks.0.mix.weight"]
     assert out.abs().max() <= hi_before.max() + 1e-6  # clipped to the frozen range
     calibrate(qm, [10 * b for b in batches(1)])  # frozen: unchanged
-    assert torch.equal(qm.quantizer("ssm_output", 0).hi, act_before)
-    qm.unfreeze_ranges()
+    assert torch.equal(q["blocks.0.ssm.output"].hi, act_before)
+    unfreeze_ranges(qm)
     calibrate(qm, [10 * b for b in batches(1)])
-    assert not torch.equal(qm.quantizer("ssm_output", 0).hi, act_before)
+    assert not torch.equal(q["blocks.0.ssm.output"].hi, act_before)
 
 
 # --- A_bar grids ----------------------------------------------------------------------------
@@ -259,7 +268,7 @@ def test_polar_levels_inside_unit_circle_cartesian_not(bits):
     polar = a_bar_levels(A_bar, spec, "polar")
     assert polar.shape == (1, 2**bits * (2**bits - 1))
     assert (polar.abs() < 1).all()
-    assert (a_bar_levels(A_bar, dataclasses.replace(spec, granularity="head"), "polar").abs()
+    assert (a_bar_levels(A_bar, dataclasses.replace(spec, granularity="channel"), "polar").abs()
             < 1).all()
     assert (a_bar_levels(A_bar, spec, "cartesian").abs() > 1).any()
 
@@ -267,7 +276,7 @@ def test_polar_levels_inside_unit_circle_cartesian_not(bits):
 def test_polar_quantizer_stabilizes_and_approximates():
     torch.manual_seed(0)
     A_bar = S4DLayer(8, 16).discrete().A_bar.detach()
-    q = PolarQuantizer("A_bar", QuantSpec(bits=8, granularity="head"), (8, 1))
+    q = PolarQuantizer("A_bar", QuantSpec(bits=8, granularity="channel"), (8, 1))
     A_q = q(A_bar)
     assert (A_q.abs() < 1).all()
     rho, rho_q = -torch.log(A_bar.abs()), -torch.log(A_q.abs())
@@ -283,70 +292,108 @@ def test_polar_quantizer_stabilizes_and_approximates():
 # --- configs --------------------------------------------------------------------------------
 def test_presets_and_heterogeneous_config():
     cfg = make_config("W4A6", a_bits=8, x_bits=7)
-    assert cfg.A_bar.bits == 8 and cfg.x.bits == 7
-    assert cfg.B_bar.bits == cfg.mix_weight.bits == cfg.decoder_bias.bits == 4
-    assert cfg.ssm_output.bits == cfg.pooled.bits == 6
-    assert all(getattr(make_config("fp"), t).bits is None for t in ("A_bar", "x", "ssm_input"))
+    assert cfg.spec("A").bits == 8 and cfg.spec("blocks.0.ssm.x").bits == 7
+    assert cfg.spec("B").bits == cfg.spec("blocks.*.mix.weight").bits == 4
+    assert cfg.spec("decoder.bias").bits == 4
+    assert cfg.spec("blocks.3.ssm.output").bits == cfg.spec("decoder.input").bits == 6
+    fp = make_config("fp")
+    assert all(fp.spec(t).bits is None for t in ("A", "x", "blocks.*.ssm.input"))
     w8 = make_config("W8A8", overrides={"x": {"granularity": "mode"},
-                                        "blocks.0.A_bar": {"bits": 12}})
-    assert w8.x.granularity == "mode" and w8.spec("A_bar", 0).bits == 12
-    assert w8.spec("A_bar", 1).bits == 8
+                                        "blocks.0.ssm.A_bar": {"bits": 12},
+                                        "mix": {"bits": 6}, "blocks.1.mix.bias": {"bits": 5}})
+    assert w8.spec("x").granularity == "mode" and w8.spec("blocks.0.ssm.A_bar").bits == 12
+    assert w8.spec("blocks.1.ssm.A_bar").bits == 8
+    # a module selector picks its stored tensors; a per-layer override builds on the new spec
+    assert w8.spec("blocks.0.mix.weight").bits == w8.spec("blocks.0.mix.bias").bits == 6
+    assert w8.spec("blocks.1.mix.bias").bits == 5 and w8.spec("blocks.1.mix.bias").symmetric
     assert QuantConfig.from_dict(json.loads(json.dumps(w8.to_dict()))) == w8
+
+
+def test_configs_saved_with_the_old_names_read_back():
+    """A QuantConfig dict of the old flat layout (metrics.json of the committed runs)."""
+    old = {name: dataclasses.asdict(QuantSpec()) for name in (
+        "input", "encoder_weight", "encoder_bias", "ssm_input", "A_bar", "B_bar", "C", "D", "x",
+        "ssm_output", "gelu_output", "mix_weight", "mix_bias", "mix_output", "pooled",
+        "decoder_weight", "decoder_bias")}
+    old["A_bar"] = {**old["A_bar"], "bits": 6, "granularity": "head"}
+    old["mix_output"] = {**old["mix_output"], "bits": 7}
+    old.update(a_bar_form="polar", gelu="auto", layers={"blocks.0.x": {"bits": 9}})
+    cfg = QuantConfig.from_dict(old)
+    assert cfg.spec("blocks.0.ssm.A_bar") == QuantSpec(bits=6, granularity="channel")
+    assert cfg.spec("blocks.0.glu.output").bits == 7
+    assert cfg.layers == {"blocks.0.ssm.x": QuantSpec(bits=9)} and cfg.a_bar_form == "polar"
+    assert quant_config_dict(cfg.to_dict()) == cfg.to_dict()  # the new layout is left as it is
 
 
 def test_errors_name_the_argument_and_the_allowed_values():
     for bits in (1, 17, 0, 8.0, True):
         with pytest.raises(ImssaError, match="bits"):
             QuantSpec(bits=bits)
+    with pytest.raises(ImssaError, match="symmetric must be true or false"):
+        QuantSpec(bits=4, symmetric="maybe")  # type: ignore[arg-type]
+    with pytest.raises(ImssaError, match="bound must be a finite number"):
+        QuantSpec(bits=4, bound="abc")  # type: ignore[arg-type]
     with pytest.raises(ImssaError, match="fp, W8A8, W4A6"):
         make_config("W3A3")
-    with pytest.raises(ImssaError, match="valid names: input, encoder_weight"):
+    with pytest.raises(ImssaError, match="valid names: encoder.input, encoder.weight"):
         make_config("W8A8", overrides={"E": {"bits": 4}})
+    with pytest.raises(ImssaError, match="unknown quantization target 'mix_weight'"):
+        make_config("W8A8", overrides={"mix_weight": {"bits": 4}})  # old names: only on read
     with pytest.raises(ImssaError, match="valid fields"):
         make_config("W8A8", overrides={"C": {"bitz": 4}})
     with pytest.raises(ImssaError, match="bits"):
         make_config("W8A8", a_bits=1)
-    with pytest.raises(ImssaError, match="only for the state x"):
-        make_config("W8A8", overrides={"A_bar": {"granularity": "mode"}})
+    with pytest.raises(ImssaError, match="only for the state"):
+        make_config("W8A8", overrides={"A": {"granularity": "mode"}})
     with pytest.raises(ImssaError, match="dynamic"):
         make_config("W8A8", overrides={"x": {"dynamic": True}})
     # a spec for a tensor the model does not have: layer 3 of a 1-layer model
-    cfg = make_config("W8A8", overrides={"blocks.3.A_bar": {"bits": 4}})
-    with pytest.raises(ImssaError, match=r"blocks.3.A_bar.*1 layer.*valid names"):
-        QuantizedS4D(tiny_model(), cfg)
-    with pytest.raises(ImssaError, match="blocks.3.A_bar"):
+    cfg = make_config("W8A8", overrides={"blocks.3.ssm.A_bar": {"bits": 4}})
+    with pytest.raises(ImssaError, match=r"blocks.3.ssm.A_bar.*1 layer"):
+        prepare(tiny_model(), cfg)
+    with pytest.raises(ImssaError, match="blocks.3.ssm.A_bar"):
         memory_footprint(cfg, tiny_model().cfg)
     with pytest.raises(ImssaError, match="parameterization"):
-        QuantizedS4D(tiny_model(), make_config("fp"), parameterization="cartesian")
-    qm = QuantizedS4D(tiny_model(), make_config("W8A8"))
+        prepare(tiny_model(), make_config("fp"), parameterization="cartesian")
+    qm = prepare(tiny_model(), make_config("W8A8"))
+    with pytest.raises(ImssaError, match="already prepared"):
+        prepare(qm, make_config("W8A8"))
     with pytest.raises(ImssaError, match="calibrate"):
         qm(batches(1)[0])  # static activation ranges not calibrated yet
-    with pytest.raises(ImssaError, match="recurrent, conv"):
+    with pytest.raises(ImssaError, match="conv, recurrent"):
         qm(batches(1)[0], mode="scan")
+    with pytest.raises(ImssaError, match="prepare"):
+        quantizers(tiny_model())
 
 
 # --- the quantized model ------------------------------------------------------------------------
 def test_fp_preset_equals_the_unquantized_model():
     model = tiny_model(n_layers=2)
-    qm = QuantizedS4D(model, make_config("fp")).eval()
     u = batches(1)[0]
     with torch.no_grad():
-        torch.testing.assert_close(qm(u), model(u, mode="recurrent"))
-        torch.testing.assert_close(qm(u, mode="conv"), model(u), rtol=1e-5, atol=1e-5)
-    assert not qm.hard_gelu
+        rec, conv = model(u, mode="recurrent"), model(u)
+        qm = prepare(model, make_config("fp")).eval()
+        torch.testing.assert_close(qm(u, "recurrent"), rec, rtol=0, atol=0)
+        torch.testing.assert_close(qm(u, mode="conv"), conv, rtol=1e-5, atol=1e-5)
+    assert type(qm.blocks[0].activation) is torch.nn.GELU  # full precision: not swapped
 
 
 def test_quantized_recurrent_and_conv_modes_are_close_at_high_precision():
     model = tiny_model()
     cfg = make_config("W8A8", overrides={t: {"bits": 16} for t in (
-        "encoder_weight", "encoder_bias", "A_bar", "B_bar", "C", "D", "mix_weight", "mix_bias",
-        "decoder_weight", "decoder_bias", "ssm_input", "ssm_output", "gelu_output", "mix_output",
-        "pooled")} | {"x": {"bits": 16, "calibration": "maxabs"}})
-    qm = calibrate(QuantizedS4D(model, cfg), batches(2))
+        "encoder", "A", "B", "C", "D", "mix", "decoder", "blocks.*.ssm.input",
+        "blocks.*.ssm.output", "blocks.*.activation.output", "blocks.*.glu.output",
+        "decoder.input")} | {"x": {"bits": 16, "calibration": "maxabs"}})
+    qm = calibrate(prepare(model, cfg), batches(2))
     u = batches(1)[0]
-    assert qm.hard_gelu
+    assert qm.blocks[0].activation.hard
     with torch.no_grad():
-        torch.testing.assert_close(qm(u), qm(u, mode="conv"), rtol=1e-2, atol=1e-2)
+        torch.testing.assert_close(qm(u, "recurrent"), qm(u, mode="conv"), rtol=1e-2, atol=1e-2)
+        # streaming, one sample at a time, is the recurrent mode
+        state = qm.init_state(u.shape[0])
+        for k in range(u.shape[1]):
+            logits, state = qm.step(u[:, k], state)
+        torch.testing.assert_close(logits, qm(u, "recurrent"), rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize("parameterization", ["continuous", "discrete", "frozen-a"])
@@ -354,9 +401,9 @@ def test_quantized_recurrent_and_conv_modes_are_close_at_high_precision():
 def test_qat_gradients_reach_the_trained_parameters(parameterization, form):
     model = tiny_model()
     cfg = make_config("W4A6", a_bits=8, x_bits=8, a_bar_form=form)
-    qm = calibrate(QuantizedS4D(model, cfg, parameterization=parameterization), batches(1))
+    qm = calibrate(prepare(model, cfg, parameterization=parameterization), batches(1))
     qm.train()
-    groups = qm.parameter_groups()
+    groups = parameter_groups(qm)
     for mode in ("recurrent", "conv"):
         qm.zero_grad()
         qm(batches(1)[0], mode=mode).square().sum().backward()
@@ -364,11 +411,11 @@ def test_qat_gradients_reach_the_trained_parameters(parameterization, form):
             assert p.grad is not None and torch.isfinite(p.grad).all()
     names = {n for n, _ in qm.named_parameters()}
     assert len(groups["ssm"]) == {"continuous": 3, "discrete": 1, "frozen-a": 0}[parameterization]
+    assert len(groups["ssm"]) + len(groups["other"]) == len(names)  # every parameter is trained
     if parameterization == "frozen-a":
-        assert "discrete_params.0.A_bar" not in names  # a buffer: fixed
-    if parameterization != "continuous":  # the continuous SSM is unused: in no group
-        ids = {id(p) for g in groups.values() for p in g}
-        assert id(model.blocks[0].ssm.log_dt) not in ids and id(model.blocks[0].ssm.B) not in ids
+        assert "blocks.0.ssm.params.A_bar" not in names  # a buffer: fixed
+    if parameterization != "continuous":  # the SSM owns its discrete tensors
+        assert {"blocks.0.ssm.params.B_bar", "blocks.0.ssm.params.D"} <= names
 
 
 def test_hard_gelu_form():
@@ -380,11 +427,11 @@ def test_hard_gelu_form():
 def test_memory_footprint_by_hand():
     mcfg = S4DConfig(d_input=1, d_model=2, d_state=4, n_classes=3)
     report = memory_footprint(make_config("W8A8"), mcfg)
-    rows = {r.name: r for r in report.rows}
+    rows = {r.name.replace("blocks.0.", ""): r for r in report.rows}
     # elements: input 1; encoder 2 + 2; A_bar, B_bar, C: 2 heads x 2 complex = 8 reals each;
     # D 2; state 8; activations ssm_input, ssm_output, gelu_output, mix_output, pooled 2 each;
     # mix 4x2 + 4; decoder 3x2 + 3
-    names = ("A_bar", "x", "mix_weight", "decoder_weight")
+    names = ("ssm.A_bar", "ssm.x", "mix.weight", "decoder.weight")
     assert [rows[n].elements for n in names] == [8, 8, 8, 6]
     elements = 1 + 2 + 2 + 8 * 3 + 2 + 8 + 2 * 5 + 8 + 4 + 6 + 3
     assert sum(r.elements for r in report.rows) == elements == 70
@@ -400,7 +447,7 @@ def test_memory_footprint_by_hand():
     # per (head, mode) state ranges: 4 scales instead of 1; per-tensor mixing weights: 1 scale
     # instead of 4 rows
     finer = memory_footprint(make_config("W8A8", overrides={
-        "x": {"granularity": "mode"}, "mix_weight": {"granularity": "tensor"}}), mcfg)
+        "x": {"granularity": "mode"}, "blocks.*.mix.weight": {"granularity": "tensor"}}), mcfg)
     assert finer.total_bits == 1424 + 3 * 32 - 3 * 32
     # polar A_bar: per head a magnitude scale and zero point and a phase scale (3 x 32 bits)
     # instead of one Cartesian scale
@@ -423,22 +470,24 @@ def _round_shift(a: torch.Tensor, k: int) -> torch.Tensor:
 
 def test_fake_quantized_model_equals_integer_arithmetic_bit_exactly():
     """Integer reference of a tiny W8A8 model: every scale a power of two, so the fake-quantized
-    float model must reproduce integer arithmetic exactly (atol=0): input quantization, encoder,
-    the recurrent SSM with the state requantized every step, hard GELU, mixing with a saturated
-    GLU gate, residual, mean pooling and decoder."""
+    float model and the converted integer model must both reproduce integer arithmetic exactly
+    (atol=0): input quantization, encoder, the recurrent SSM with the state requantized every
+    step, hard GELU, mixing with a saturated GLU gate, residual, mean pooling and decoder."""
     H, N2, B, L = 2, 2, 3, 8
     g = torch.Generator().manual_seed(0)
     model = S4DModel(S4DConfig(d_input=1, d_model=H, d_state=2 * N2, n_classes=3))
     sym = {"symmetric": True}
-    cfg = make_config("W8A8", overrides={"input": {"bits": 8, **sym}, "ssm_output": sym,
-                                         "mix_output": sym, "pooled": sym})
-    qm = QuantizedS4D(model, cfg, parameterization="discrete").eval()
+    cfg = make_config("W8A8", overrides={"encoder.input": {"bits": 8, **sym},
+                                         "blocks.*.ssm.output": sym, "blocks.*.glu.output": sym,
+                                         "decoder.input": sym})
+    qm = prepare(model, cfg, parameterization="discrete").eval()
+    q = quantizers(qm)
 
     def codes(*shape, lim=127):
         return torch.randint(-lim, lim + 1, shape, generator=g)
 
-    def sym_range(target, e, layer=None):  # symmetric 8-bit grid with scale 2^-e
-        qm.quantizer(target, layer).set_range(-127 * 2.0**-e, 127 * 2.0**-e)
+    def sym_range(target, e):  # symmetric 8-bit grid with scale 2^-e
+        q[target].set_range(-127 * 2.0**-e, 127 * 2.0**-e)
 
     # parameters on their grids: codes * 2^-e
     w_enc, b_enc = codes(H, 1), codes(H)
@@ -451,37 +500,36 @@ def test_fake_quantized_model_equals_integer_arithmetic_bit_exactly():
     with torch.no_grad():
         model.encoder.weight.copy_(w_enc * 2.0**-6)
         model.encoder.bias.copy_(b_enc * 2.0**-6)
-        dp = qm.discrete_params[0]
+        dp = model.blocks[0].ssm.params
         dp.A_bar.copy_(torch.stack([a_re, a_im], -1) * 2.0**-7)
         dp.B_bar.copy_(torch.stack([b_re, b_im], -1) * 2.0**-6)
         dp.C.copy_(torch.stack([c_re, c_im], -1) * 2.0**-6)
-        model.blocks[0].ssm.D.copy_(d * 2.0**-6)
+        dp.D.copy_(d * 2.0**-6)
         model.blocks[0].mix.weight.copy_(w_mix * 2.0**-6)
         model.blocks[0].mix.bias.copy_(b_mix * 1.0)
         model.decoder.weight.copy_(w_dec * 2.0**-6)
         model.decoder.bias.copy_(b_dec * 2.0**-6)
-    sym_range("input", 4)
-    for t in ("encoder_weight", "encoder_bias", "decoder_weight", "decoder_bias"):
+    sym_range("encoder.input", 4)
+    for t in ("encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias",
+              "blocks.0.ssm.B_bar", "blocks.0.ssm.C", "blocks.0.ssm.D", "blocks.0.mix.weight"):
         sym_range(t, 6)
-    for t in ("B_bar", "C", "D", "mix_weight"):
-        sym_range(t, 6, 0)
-    qm.quantizer("mix_bias", 0).set_range(-127.0, 127.0)  # scale 1
-    sym_range("A_bar", 7, 0)
-    sym_range("x", 4, 0)
-    sym_range("ssm_output", 3, 0)
-    sym_range("mix_output", 4, 0)
-    sym_range("pooled", 3)
-    qm.quantizer("ssm_input", 0).set_range(-128 * 2.0**-5, 127 * 2.0**-5)  # scale 2^-5, zp 128
-    qm.quantizer("gelu_output", 0).set_range(-16 * 2.0**-4, 239 * 2.0**-4)  # scale 2^-4, zp 16
+    q["blocks.0.mix.bias"].set_range(-127.0, 127.0)  # scale 1
+    sym_range("blocks.0.ssm.A_bar", 7)
+    sym_range("blocks.0.ssm.x", 4)
+    sym_range("blocks.0.ssm.output", 3)
+    sym_range("blocks.0.glu.output", 4)
+    sym_range("decoder.input", 3)
+    q["blocks.0.ssm.input"].set_range(-128 * 2.0**-5, 127 * 2.0**-5)  # scale 2^-5, zp 128
+    q["blocks.0.activation.output"].set_range(-16 * 2.0**-4, 239 * 2.0**-4)  # 2^-4, zp 16
 
     n_u = torch.randint(-300, 301, (B, L, 1), generator=g)  # u = n_u / 32: many exact ties
     u = n_u * 2.0**-5
     with torch.no_grad():
-        rec = qm.activations(u)
+        rec = activations(qm, u)
 
     # --- integer reference (int64 only) ---
     q_u = torch.clamp(_round_shift(n_u, 1), -127, 127)  # scale 2^-4
-    acc = q_u * w_enc[:, 0] + b_enc * 2**4  # (B L H) at 2^-10
+    acc = q_u * w_enc[:, 0] + b_enc * 2**4  # (B L H) encoder output at 2^-10
     h = torch.clamp(_round_shift(acc, 5) + 128, 0, 255) - 128  # ssm input at 2^-5
     xr = torch.zeros(B, H, N2, dtype=torch.long)
     xi = torch.zeros(B, H, N2, dtype=torch.long)
@@ -499,16 +547,61 @@ def test_fake_quantized_model_equals_integer_arithmetic_bit_exactly():
     q_g = torch.clamp(_round_shift(q_y * gate, 4) + 16, 0, 255) - 16  # gelu output at 2^-4
     acc_m = q_g @ w_mix[:H].T + b_mix[:H] * 2**10  # value half at 2^-10; the gate is exactly 1
     q_m = torch.clamp(_round_shift(acc_m, 6), -127, 127)  # mixing output at 2^-4
-    out = h + 2 * q_m  # residual at 2^-5
-    q_p = torch.clamp(_round_shift(out.sum(1), 8 - 3), -127, 127)  # mean = sum / 8 at 2^-8
+    out = acc + q_m * 2**6  # residual: the block input (the encoder output) at 2^-10
+    q_p = torch.clamp(_round_shift(out.sum(1), 10), -127, 127)  # mean = sum / 8 at 2^-3
     logits = q_p @ w_dec.T + b_dec * 2**3  # at 2^-9
 
-    exact = {"blocks.0.ssm_input": h * 2.0**-5, "blocks.0.ssm_output": q_y * 2.0**-3,
-             "blocks.0.gelu_output": q_g * 2.0**-4, "blocks.0.mix_output": q_m * 2.0**-4,
-             "pooled": q_p * 2.0**-3, "logits": logits * 2.0**-9}
+    exact = {"blocks.0.ssm.input": h * 2.0**-5, "blocks.0.ssm.output": q_y * 2.0**-3,
+             "blocks.0.activation.output": q_g * 2.0**-4, "blocks.0.glu.output": q_m * 2.0**-4,
+             "decoder.input": q_p * 2.0**-3, "logits": logits * 2.0**-9}
     for name, ref in exact.items():
         torch.testing.assert_close(rec[name], ref.float(), rtol=0, atol=0, msg=name)
     assert (q_y.abs() > 1).float().mean() > 0.5  # the test exercises non-trivial values
+    # the integer model: int64 codes and accumulators, the same numbers
+    im = convert(qm)
+    assert im.blocks[0].ssm.A_bar_re.dtype == torch.long
+    assert torch.equal(im.blocks[0].ssm.A_bar_re, a_re) and torch.equal(im.decoder.weight_codes,
+                                                                        w_dec)
+    with torch.no_grad():
+        irec = activations(im, u)
+    for name, ref in exact.items():  # the parts' outputs (an integer part quantizes its input)
+        if not name.endswith(".input"):
+            torch.testing.assert_close(irec[name], ref.float(), rtol=0, atol=0, msg=f"int {name}")
+
+
+def test_convert_refuses_what_an_integer_model_cannot_run():
+    qm = calibrate(prepare(tiny_model(), make_config("W8A8")), batches(1))
+    with pytest.raises(ImssaError, match="encoder.input"):
+        convert(qm)  # the preset keeps the model input in full precision
+    polar = make_config("W8A8", overrides={"encoder.input": {"bits": 8}}, a_bar_form="polar")
+    with pytest.raises(ImssaError, match="cartesian"):
+        convert(calibrate(prepare(tiny_model(), polar), batches(1)))
+
+
+def test_committed_state_dicts_translate_to_the_prepared_model():
+    """Old QuantizedS4D keys (model.*, q.*, qb.<i>.*, discrete_params.<i>.*) -> new paths."""
+    cfg = make_config("W4A6", a_bits=8, x_bits=8)
+    for param in ("continuous", "discrete"):
+        qm = calibrate(prepare(tiny_model(), cfg, parameterization=param), batches(1))
+        new = qm.state_dict()
+        old = {}
+        for k, v in new.items():
+            k = k.replace("encoder.q.input", "q.input").replace("decoder.q.input", "q.pooled")
+            for part in ("encoder", "decoder"):
+                k = k.replace(f"{part}.q.weight", f"q.{part}_weight")
+                k = k.replace(f"{part}.q.bias", f"q.{part}_bias")
+            for new_name, old_name in (("ssm.q.input", "ssm_input"), ("ssm.q.output", "ssm_output"),
+                                       ("activation.q.output", "gelu_output"),
+                                       ("mix.q.weight", "mix_weight"), ("mix.q.bias", "mix_bias"),
+                                       ("glu.q.output", "mix_output"), ("ssm.q.", "")):
+                k = k.replace(f"blocks.0.{new_name}", f"qb.0.{old_name}")
+            if param == "discrete" and k.startswith("blocks.0.ssm.params.") and \
+                    not k.endswith(".D"):
+                k = k.replace("blocks.0.ssm.params.", "discrete_params.0.")
+            elif not k.startswith(("q.", "qb.")):
+                k = "model." + k.replace("ssm.params.", "ssm.")
+            old[k] = v
+        assert state_dict(old, param).keys() == new.keys()
 
 
 # --- devices --------------------------------------------------------------------------------
@@ -517,11 +610,12 @@ def test_fake_quantized_model_equals_integer_arithmetic_bit_exactly():
 def test_cuda_matches_cpu():
     model = tiny_model()
     cfg = make_config("W4A6", a_bits=8, x_bits=8, overrides={"x": {"granularity": "mode"}})
-    qm = calibrate(QuantizedS4D(model, cfg), batches(2))
+    qm = calibrate(prepare(model, cfg), batches(2))
     u = batches(1, seed=5)[0]
     with torch.no_grad():
-        cpu = qm(u)
+        cpu = qm(u, "recurrent")
         qm_cuda = qm.to("cuda")
-        torch.testing.assert_close(qm_cuda(u.cuda()).cpu(), cpu, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(qm_cuda(u.cuda(), "recurrent").cpu(), cpu, rtol=1e-4,
+                                   atol=1e-4)
         calibrate(qm_cuda, [b.cuda() for b in batches(2)])
         assert math.isfinite(qm_cuda(u.cuda(), mode="conv").sum().item())

@@ -16,26 +16,47 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from imssa.data import Split, TaskData, load_task
+from imssa.data import Split, TaskData, calibration_subset, load_task
 from imssa.errors import ImssaError
 from imssa.experiments.io import atomic_save, environment, parse_value, read_json, write_json
+from imssa.experiments.rules import check_positive, check_ssm_lr
 from imssa.experiments.train import TrainConfig, accuracy, load_run, resolve_device, train_epochs
-from imssa.quant import PARAMETERIZATIONS, QuantizedS4D, calibrate, make_config, memory_footprint
+from imssa.quant import (
+    PARAMETERIZATIONS,
+    QuantConfig,
+    calibrate,
+    float_state_dict,
+    freeze_ranges,
+    make_config,
+    memory_footprint,
+    parameter_groups,
+    prepare,
+    set_weight_noise,
+)
+from imssa.quant import legacy
 from imssa.quant.noise import NOISE_COMPONENTS, WeightNoiseConfig
+from imssa.ssm import S4DConfig, S4DModel
 
 QAT_PARAMETERIZATIONS = (*PARAMETERIZATIONS, "polar")
 """``polar`` is ``continuous`` training with the stable polar grid for A_bar."""
+CALIBRATION_BATCH = 256  # calibration sequences per forward
 
 
 @dataclass(frozen=True, kw_only=True)
 class QuantRunConfig:
-    """What to quantize: a preset, the heterogeneous A_bar / state bits and spec overrides."""
+    """What to quantize: a preset, the heterogeneous A_bar / state bits and spec overrides.
+
+    ``overrides`` maps a selector (``blocks.*.mix.bias``, ``A``, ``blocks.0.ssm.A_bar``) to
+    QuantSpec fields; ``calib_samples`` sequences of :func:`imssa.data.calibration_subset` set
+    the static ranges.
+    """
 
     preset: str = "W4A6"
     a_bits: int | None = None
@@ -47,19 +68,25 @@ class QuantRunConfig:
     calib_samples: int = 1000
 
     def __post_init__(self) -> None:
-        if self.calib_samples < 1:
-            raise ImssaError(f"--calib-samples must be >= 1 (static ranges need calibration "
-                             f"data), got {self.calib_samples}")
+        if isinstance(self.calib_samples, bool) or not isinstance(self.calib_samples, int) \
+                or self.calib_samples < 1:
+            raise ImssaError(f"QuantRunConfig.calib_samples must be an integer >= 1 (static "
+                             f"ranges need calibration data), got {self.calib_samples!r}")
         self.quant_config()  # validates preset, bits, targets and fields
 
-    def quant_config(self):
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> QuantRunConfig:
+        """A saved ``quant`` record, old target names translated."""
+        return cls(**legacy.quant_run_dict(d))
+
+    def quant_config(self) -> QuantConfig:
         overrides = dict(self.overrides)
         for name in ("granularity", "rounding"):
             value = getattr(self, f"x_{name}")
             if value is not None:
                 overrides["x"] = {**overrides.get("x", {}), name: value}
         return make_config(self.preset, self.a_bits, self.x_bits, overrides,
-                           a_bar_form=self.a_form)
+                           a_bar_form=self.a_form)  # type: ignore[arg-type]
 
     def tag(self) -> str:
         a = "" if self.a_bits is None else f"-a{self.a_bits}"
@@ -91,18 +118,27 @@ class QATConfig:
     train_noise_kind: str = "gaussian"
 
     def __post_init__(self) -> None:
-        try:
-            noise = self.weight_noise()
-        except ImssaError as err:  # name the command-line flags
-            raise ImssaError(f"--train-noise / --train-noise-on / --train-noise-kind: {err}") from err
+        noise = self.weight_noise()
         object.__setattr__(self, "train_noise_on", noise.components)
         if self.parameterization not in QAT_PARAMETERIZATIONS:
-            raise ImssaError(f"--param must be one of {', '.join(QAT_PARAMETERIZATIONS)}, "
-                             f"got {self.parameterization!r}")
+            raise ImssaError(f"QATConfig.parameterization must be one of "
+                             f"{', '.join(QAT_PARAMETERIZATIONS)}, got {self.parameterization!r}")
         if self.mode not in ("recurrent", "conv"):
-            raise ImssaError(f"--mode must be recurrent or conv, got {self.mode!r}")
-        if self.grad_clip <= 0:
-            raise ImssaError(f"--grad-clip must be > 0, got {self.grad_clip}")
+            raise ImssaError(f"QATConfig.mode must be recurrent or conv, got {self.mode!r}")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ImssaError(f"QATConfig.{name} must be an integer >= 1, got {value!r}")
+        check_positive(self.lr, "QATConfig.lr")
+        check_ssm_lr(self.ssm_lr, "QATConfig.ssm_lr")
+        check_positive(self.grad_clip, "QATConfig.grad_clip")
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            raise ImssaError(f"QATConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> QATConfig:
+        """A saved ``qat`` record, old noise component names translated."""
+        return cls(**legacy.qat_dict(d))
 
     def weight_noise(self) -> WeightNoiseConfig:
         return WeightNoiseConfig(sigma=self.train_noise, components=self.train_noise_on,
@@ -110,44 +146,44 @@ class QATConfig:
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
-    """``["x.bits=6", "A_bar.granularity=head"]`` -> ``{"x": {"bits": 6}, ...}``."""
+    """``["x.bits=6", "blocks.*.mix.bias.symmetric=false"]`` -> ``{"x": {"bits": 6}, ...}``."""
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, value = item.partition("=")
         target, dot, name = key.rpartition(".")
         if not sep or not dot:
-            raise ImssaError(f"--set {item!r}: expected TARGET.FIELD=VALUE, e.g. x.bits=6")
+            raise ImssaError(f"override {item!r}: expected TARGET.FIELD=VALUE, e.g. x.bits=6")
         out.setdefault(target, {})[name] = parse_value(value)
     return out
 
 
-def _calibration_batches(split: Split, n: int, batch: int = 256):
-    if len(split.y) == 0:
-        raise ImssaError("the run's task has no training data to calibrate on")
-    x = split.x[:n]
-    return [x[i:i + batch] for i in range(0, len(x), batch)]
+def calibration_batches(split: Split, n: int) -> list[torch.Tensor]:
+    """The calibration inputs (:func:`imssa.data.calibration_subset`), in batches."""
+    x = calibration_subset(split, n)
+    return [x[i:i + CALIBRATION_BATCH] for i in range(0, len(x), CALIBRATION_BATCH)]
 
 
 def _prepare(run: str | Path, qcfg: QuantRunConfig, parameterization: str, device: str,
              data_dir: str | None, limit: int | None
-             ) -> tuple[TrainConfig, QuantizedS4D, TaskData, torch.device, dict]:
+             ) -> tuple[TrainConfig, S4DModel, TaskData, torch.device, dict]:
     dev = resolve_device(device)
     cfg, model = load_run(run, dev)
     data = load_task(cfg.task, data_dir or cfg.data_dir, val_fraction=cfg.val_fraction,
                      seed=cfg.seed, limit=limit if limit is not None else cfg.limit)
     qconfig = qcfg.quant_config()
-    qmodel = QuantizedS4D(model, qconfig, parameterization=parameterization).to(dev)
-    calibrate(qmodel, _calibration_batches(data.train, qcfg.calib_samples))
+    prepare(model, qconfig, parameterization=parameterization)
+    calibrate(model, calibration_batches(data.train, qcfg.calib_samples))
     memory = memory_footprint(qconfig, model.cfg)
     info = {"run": str(run), "task": cfg.task, "model": cfg.model, "seed": cfg.seed,
             "quant": dataclasses.asdict(qcfg), "quant_config": qconfig.to_dict(),
             "memory": memory.to_dict(), "memory_savings_percent": memory.savings_percent}
-    return cfg, qmodel, data, dev, info
+    return cfg, model, data, dev, info
 
 
-def _recurrent_accuracy(qmodel: QuantizedS4D, split: Split, device: torch.device) -> float:
-    qmodel.eval()
-    return accuracy(lambda u: qmodel(u, mode="recurrent"), split, device, desc="eval recurrent")
+def recurrent_accuracy(model: S4DModel, split: Split, device: torch.device) -> float:
+    """Test accuracy of a (prepared) model in recurrent mode, in eval mode."""
+    model.eval()
+    return accuracy(lambda u: model(u, mode="recurrent"), split, device, desc="eval recurrent")
 
 
 def ptq(run: str | Path, qcfg: QuantRunConfig, out: str | Path | None = None,
@@ -155,9 +191,9 @@ def ptq(run: str | Path, qcfg: QuantRunConfig, out: str | Path | None = None,
     """Calibrate, quantize and evaluate a trained run in recurrent mode; writes metrics.json."""
     out = Path(out) if out is not None else Path(run) / f"ptq-{qcfg.tag()}"
     t0 = time.perf_counter()
-    _, qmodel, data, dev, info = _prepare(run, qcfg, "continuous", device, data_dir, limit)
+    _, model, data, dev, info = _prepare(run, qcfg, "continuous", device, data_dir, limit)
     metrics = {"method": "ptq", **info,
-               "test_accuracy": _recurrent_accuracy(qmodel, data.test, dev),
+               "test_accuracy": recurrent_accuracy(model, data.test, dev),
                "seconds": time.perf_counter() - t0, **environment(dev)}
     write_json(metrics, out / "metrics.json")
     return metrics
@@ -169,6 +205,39 @@ def _qat_config(run: str | Path, qcfg: QuantRunConfig, tcfg: QATConfig) -> dict:
         {"run": str(run), "quant": dataclasses.asdict(qcfg), "qat": dataclasses.asdict(tcfg)}))
 
 
+def _qat_settings(qcfg: QuantRunConfig, tcfg: QATConfig) -> tuple[QuantRunConfig, str]:
+    """The quantization settings and SSM parameterization a QAT config trains with."""
+    if tcfg.parameterization == "polar":
+        return dataclasses.replace(qcfg, a_form="polar"), "continuous"
+    return qcfg, tcfg.parameterization
+
+
+def load_qat(folder: str | Path, device: torch.device | str = "cpu") -> tuple[S4DModel, dict]:
+    """The prepared, frozen model of a finished QAT folder and its recorded settings.
+
+    Folders written before one name per tensor load too (:mod:`imssa.quant.legacy`).
+    """
+    folder = Path(folder)
+    if not (folder / "config.json").exists() or not (folder / "model.pt").exists():
+        raise ImssaError(f"{folder} is not a finished QAT run (needs config.json and model.pt)")
+    config = read_json(folder / "config.json")
+    qcfg, param = _qat_settings(QuantRunConfig.from_dict(config["quant"]),
+                                QATConfig.from_dict(config["qat"]))
+    arch = S4DConfig(**config["model"]) if "model" in config else load_run(config["run"])[1].cfg
+    model = prepare(S4DModel(arch), qcfg.quant_config(), parameterization=param)
+    saved = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+    state = legacy.state_dict(saved["qmodel"], param)
+    own = model.state_dict()
+    # quantizers of the parts a full-precision spec leaves unswapped carry no information
+    state = {k: v for k, v in state.items() if k in own or ".q." not in k}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ImssaError(f"{folder}/model.pt does not fit the model of {folder}/config.json: "
+                         f"{str(err).splitlines()[0]}") from None
+    return model.to(device).eval(), config
+
+
 def qat(run: str | Path, qcfg: QuantRunConfig, tcfg: QATConfig, out: str | Path,
         device: str = "auto", data_dir: str | None = None, limit: int | None = None,
         resume: bool = False) -> dict:
@@ -178,59 +247,57 @@ def qat(run: str | Path, qcfg: QuantRunConfig, tcfg: QATConfig, out: str | Path,
     dynamics change as A and Delta train) and frozen for the final evaluation.
     """
     out = Path(out)
-    if tcfg.parameterization == "polar":
-        qcfg = dataclasses.replace(qcfg, a_form="polar")
-    param = "continuous" if tcfg.parameterization == "polar" else tcfg.parameterization
+    qcfg, param = _qat_settings(qcfg, tcfg)
     config = _qat_config(run, qcfg, tcfg)
     if resume and (out / "config.json").exists():
         saved = read_json(out / "config.json")
         try:  # through the dataclasses: fields added since the run started take their defaults
-            same = _qat_config(saved["run"], QuantRunConfig(**saved["quant"]),
-                               QATConfig(**saved["qat"])) == config
+            same = _qat_config(saved["run"], QuantRunConfig.from_dict(saved["quant"]),
+                               QATConfig.from_dict(saved["qat"])) == config
         except (KeyError, TypeError, ImssaError):
             same = False
         if not same:
-            raise ImssaError(f"--resume: {out} was started with other settings; use a new --out")
+            raise ImssaError(f"resume: {out} was started with other settings; use a new output "
+                             "folder")
     if not resume and (out / "metrics.json").exists():
-        raise ImssaError(f"{out} already holds a finished QAT run; choose a new --out or --resume")
-    cfg, qmodel, data, dev, info = _prepare(run, qcfg, param, device, data_dir, limit)
+        raise ImssaError(f"{out} already holds a finished QAT run; choose a new output folder "
+                         "or resume")
+    cfg, model, data, dev, info = _prepare(run, qcfg, param, device, data_dir, limit)
     noise = tcfg.weight_noise()
-    qmodel.weight_noise = noise  # training-mode forwards only; every evaluation below is clean
+    set_weight_noise(model, noise)  # training-mode forwards only; every evaluation is clean
     torch.manual_seed(tcfg.seed)  # dropout and the global-RNG weight noise (CPU state is resumed)
     out.mkdir(parents=True, exist_ok=True)
-    # With a continuous parameterization the wrapped float model is what was trained, so the
-    # folder doubles as a training run of it ("train" and "model" keys, model.pt["model"]):
+    # With a continuous parameterization the float model is what was trained, so the folder
+    # doubles as a training run of it ("train" and "model" keys, model.pt["model"]):
     # `imssa eval` and `imssa simulate` take it directly (e.g. a noise-trained fp model).
     as_run = param == "continuous"
-    run_keys = {"train": dataclasses.asdict(cfg), "model": qmodel.model.cfg.to_dict()} \
-        if as_run else {}
+    run_keys = {"train": dataclasses.asdict(cfg), "model": model.cfg.to_dict()} if as_run else {}
     write_json({**config, **run_keys}, out / "config.json")
-    ptq_accuracy = _recurrent_accuracy(qmodel, data.test, dev)
-    calib = _calibration_batches(data.train, qcfg.calib_samples)
-    groups = qmodel.parameter_groups()
-    fused = dev.type == "cuda"
+    ptq_accuracy = recurrent_accuracy(model, data.test, dev)
+    calib = calibration_batches(data.train, qcfg.calib_samples)
+    groups = parameter_groups(model)
     optimizer = torch.optim.AdamW(
         [{"params": groups["other"]},
          {"params": groups["ssm"], "lr": tcfg.ssm_lr, "weight_decay": 0.0}],
-        lr=tcfg.lr, weight_decay=tcfg.weight_decay, fused=fused)
+        lr=tcfg.lr, weight_decay=tcfg.weight_decay, fused=dev.type == "cuda")
     loop = dataclasses.replace(cfg, epochs=tcfg.epochs, batch_size=tcfg.batch_size,
                                seed=tcfg.seed, lr=tcfg.lr)
-    history = train_epochs(qmodel, lambda u: qmodel(u, mode=tcfg.mode), data, loop, out,
+    history = train_epochs(model, lambda u: model(u, mode=tcfg.mode), data, loop, out,
                            optimizer, dev, resume, grad_clip=tcfg.grad_clip,
-                           on_epoch_start=lambda: calibrate(qmodel, calib))
-    qmodel.freeze_ranges()
-    saved = {"qmodel": qmodel.state_dict(), "config": config}
+                           on_epoch_start=lambda: calibrate(model, calib))
+    freeze_ranges(model)
+    saved = {"qmodel": model.state_dict(), "config": config}
     if as_run:
-        saved["model"] = qmodel.model.state_dict()
+        saved["model"] = float_state_dict(model)
     atomic_save(saved, out / "model.pt")
     metrics = {"method": "qat", **info, "qat": config["qat"], "train_noise": noise.to_dict(),
                "ptq_test_accuracy": ptq_accuracy,
-               "test_accuracy": _recurrent_accuracy(qmodel, data.test, dev),
+               "test_accuracy": recurrent_accuracy(model, data.test, dev),
                "epoch_seconds": history["epoch_seconds"], "history": history,
                **environment(dev)}
     if tcfg.mode == "conv":  # the accuracy the training mode promised, against the true one
-        qmodel.eval()
-        metrics["test_accuracy_conv"] = accuracy(lambda u: qmodel(u, mode="conv"), data.test, dev)
+        model.eval()
+        metrics["test_accuracy_conv"] = accuracy(lambda u: model(u, mode="conv"), data.test, dev)
         metrics["conv_recurrent_gap"] = metrics["test_accuracy_conv"] - metrics["test_accuracy"]
     write_json(metrics, out / "metrics.json")
     return metrics

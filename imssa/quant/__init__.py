@@ -1,17 +1,31 @@
-"""Quantization of S4D models: fake quantizers with a straight-through estimator, calibration,
-PTQ and QAT wrappers, and the memory footprint of a quantized model.
+"""Quantization of S4D models as conversions of the one graph, torchao-style: fake quantizers with
+a straight-through estimator, calibration, PTQ and QAT, the integer model, and the memory
+footprint of a quantized model.
 
 Typical use::
 
     cfg = make_config("W4A6", a_bits=8, x_bits=8)
-    qmodel = QuantizedS4D(model, cfg, parameterization="continuous")
-    calibrate(qmodel, calibration_batches)     # static activation and state ranges
-    logits = qmodel(u)                          # recurrent mode, everything fake-quantized
+    prepare(model, cfg, parameterization="continuous")  # swaps fake-quantized parts in place
+    calibrate(model, calibration_batches)               # static activation and state ranges
+    logits = model(u, mode="recurrent")                 # everything fake-quantized
     print(memory_footprint(cfg, model.cfg).table())
-    qmodel.weight_noise = WeightNoiseConfig(sigma=0.02, components=("A_bar",))  # noise-aware QAT
+    set_weight_noise(model, WeightNoiseConfig(sigma=0.02, components=("A",)))  # noise-aware QAT
+
+Tensors are named by their :mod:`imssa.names` path (``blocks.*.ssm.A_bar``, aliases ``A`` ...).
 """
 
+from imssa.quant.integer import convert
 from imssa.quant.memory import MemoryReport, MemoryRow, memory_footprint
+from imssa.quant.modules import (
+    PARAMETERIZATIONS,
+    DiscreteParams,
+    QuantGELU,
+    QuantGLU,
+    QuantLinear,
+    QuantSSM,
+    half_bits,
+    hard_gelu,
+)
 from imssa.quant.noise import (
     NOISE_COMPONENTS,
     NOISE_KINDS,
@@ -21,34 +35,37 @@ from imssa.quant.noise import (
     noisy_weights,
     parse_components,
 )
-from imssa.quant.qmodel import (
-    MODES,
-    PARAMETERIZATIONS,
-    DiscreteParams,
-    QuantizedS4D,
+from imssa.quant.observer import RangeObserver, percentile, tensor_range
+from imssa.quant.prepare import (
+    activations,
     calibrate,
-    half_bits,
+    float_state_dict,
+    freeze_ranges,
+    parameter_groups,
+    prepare,
+    quantized_weights,
+    quantizers,
+    set_weight_noise,
+    unfreeze_ranges,
 )
 from imssa.quant.quantizer import (
     FakeQuantizer,
     PolarQuantizer,
-    RangeObserver,
+    Quantizer,
     a_bar_levels,
     fake_quantize,
-    hard_gelu,
-    percentile,
     qparams,
     qrange,
-    quantize_codes,
-    tensor_range,
 )
 from imssa.quant.spec import PRESETS, TARGETS, QuantConfig, QuantSpec, Target, make_config
 
 __all__ = [
-    "MODES", "NOISE_COMPONENTS", "NOISE_KINDS", "PARAMETERIZATIONS", "PRESETS", "TARGETS",
+    "NOISE_COMPONENTS", "NOISE_KINDS", "PARAMETERIZATIONS", "PRESETS", "TARGETS",
     "DiscreteParams", "FakeQuantizer", "MemoryReport", "MemoryRow", "PolarQuantizer",
-    "QuantConfig", "QuantSpec", "QuantizedS4D", "RangeObserver", "Target", "WeightNoiseConfig",
-    "a_bar_levels", "add_noise", "calibrate", "fake_quantize", "half_bits", "hard_gelu",
-    "make_config", "memory_footprint", "noisy_ssm", "noisy_weights", "parse_components",
-    "percentile", "qparams", "qrange", "quantize_codes", "tensor_range",
+    "QuantConfig", "QuantGELU", "QuantGLU", "QuantLinear", "QuantSSM", "QuantSpec", "Quantizer",
+    "RangeObserver", "Target", "WeightNoiseConfig", "a_bar_levels", "activations", "add_noise",
+    "calibrate", "convert", "fake_quantize", "float_state_dict", "freeze_ranges", "half_bits",
+    "hard_gelu", "make_config", "memory_footprint", "noisy_ssm", "noisy_weights",
+    "parameter_groups", "parse_components", "percentile", "prepare", "qparams", "qrange",
+    "quantized_weights", "quantizers", "set_weight_noise", "tensor_range", "unfreeze_ranges",
 ]

@@ -12,7 +12,8 @@ K = n_classes, per layer unless noted):
 - each at its target's bits (32 when full precision), plus the quantization parameters of each
   quantized tensor: per range group a 32-bit scale and, for asymmetric grids, a zero point of
   the tensor's bits (polar A_bar: three 32-bit numbers per group: log-decay offset and step,
-  phase step). Groups: 1 per tensor, one per row (head) or one per (head, mode) of the state.
+  phase step). Groups: 1 per tensor, one per row (channel) or one per (channel, mode) of the
+  state.
 
 The reference is the same tensors and buffers as 32-bit floats; savings = 1 - total / reference.
 """
@@ -33,7 +34,7 @@ class MemoryRow:
     """One stored tensor or buffer.
 
     Attributes:
-        name: target name (``blocks.<i>.`` prefix when the model has several layers).
+        name: the tensor's path (``blocks.0.ssm.A_bar``).
         kind: ``parameter``, ``state`` or ``activation``.
         elements: real numbers stored (a complex number counts as two).
         bits: bits per element (32 when full precision).
@@ -102,14 +103,14 @@ class MemoryReport:
 
     def table(self) -> str:
         """The report as a fixed-width text table, ready to print in a doc or a terminal."""
-        head = f"{'tensor':<22}{'kind':<11}{'elements':>10}{'bits':>6}{'qparams':>9}" \
+        head = f"{'tensor':<28}{'kind':<11}{'elements':>10}{'bits':>6}{'qparams':>9}" \
                f"{'bits total':>12}{'fp32 bits':>12}"
         lines = [head, "-" * len(head)]
         for r in self.rows:
-            lines.append(f"{r.name:<22}{r.kind:<11}{r.elements:>10}{r.bits:>6}{r.qparam_bits:>9}"
+            lines.append(f"{r.name:<28}{r.kind:<11}{r.elements:>10}{r.bits:>6}{r.qparam_bits:>9}"
                          f"{r.total_bits:>12}{r.fp32_bits:>12}")
         lines.append("-" * len(head))
-        lines.append(f"{'total':<22}{'':<11}{sum(r.elements for r in self.rows):>10}{'':>6}"
+        lines.append(f"{'total':<28}{'':<11}{sum(r.elements for r in self.rows):>10}{'':>6}"
                      f"{sum(r.qparam_bits for r in self.rows):>9}{self.total_bits:>12}"
                      f"{self.fp32_bits:>12}")
         lines.append(f"{self.total_bytes / 1024:.2f} KiB vs {self.fp32_bytes / 1024:.2f} KiB "
@@ -118,16 +119,12 @@ class MemoryReport:
         return "\n".join(lines)
 
 
-def _groups(spec: QuantSpec, head: int, mode: int) -> int:
-    return {"tensor": 1, "head": head, "mode": mode}[spec.granularity]
-
-
-def _row(name: str, kind: str, elements: int, spec: QuantSpec, head: int, mode: int = 0,
+def _row(name: str, kind: str, elements: int, spec: QuantSpec, channels: int, modes: int = 0,
          polar: bool = False) -> MemoryRow:
     if spec.bits is None:
         return MemoryRow(name=name, kind=kind, elements=elements, bits=FP_BITS, groups=0,
                          qparam_bits=0)
-    groups = _groups(spec, head, mode)
+    groups = {"tensor": 1, "channel": channels, "mode": modes}[spec.granularity]
     per_group = 3 * FP_BITS if polar else FP_BITS + (0 if spec.symmetric else spec.bits)
     return MemoryRow(name=name, kind=kind, elements=elements, bits=spec.bits, groups=groups,
                      qparam_bits=groups * per_group)
@@ -141,7 +138,8 @@ def memory_footprint(config: QuantConfig, model_cfg: S4DConfig) -> MemoryReport:
         model_cfg: the model's architecture.
 
     Returns:
-        A MemoryReport: ``rows``, ``total_bits``, ``fp32_bits``, ``savings_percent``, ``table()``.
+        A MemoryReport: ``rows`` (named by tensor path), ``total_bits``, ``fp32_bits``,
+        ``savings_percent``, ``table()``.
     """
     if not isinstance(config, QuantConfig):
         raise ImssaError(f"config must be a QuantConfig, got {type(config).__name__}")
@@ -149,27 +147,30 @@ def memory_footprint(config: QuantConfig, model_cfg: S4DConfig) -> MemoryReport:
         raise ImssaError(f"model_cfg must be an S4DConfig, got {type(model_cfg).__name__}")
     config.check_layers(model_cfg.n_layers)
     H, N, d, K = model_cfg.d_model, model_cfg.d_state, model_cfg.d_input, model_cfg.n_classes
-    s = config.spec
-    rows = [_row("input", "activation", d, s("input"), d),
-            _row("encoder_weight", "parameter", H * d, s("encoder_weight"), H),
-            _row("encoder_bias", "parameter", H, s("encoder_bias"), H)]
+
+    def row(name: str, kind: str, elements: int, channels: int, modes: int = 0,
+            polar: bool = False) -> MemoryRow:
+        return _row(name, kind, elements, config.spec(name), channels, modes, polar)
+
+    rows = [row("encoder.input", "activation", d, d),
+            row("encoder.weight", "parameter", H * d, H),
+            row("encoder.bias", "parameter", H, H)]
     for i in range(model_cfg.n_layers):
-        p = f"blocks.{i}." if model_cfg.n_layers > 1 else ""
+        p = f"blocks.{i}."
         rows += [
-            _row(p + "ssm_input", "activation", H, s("ssm_input", i), H),
-            _row(p + "A_bar", "parameter", H * N, s("A_bar", i), H,
-                 polar=config.a_bar_form == "polar"),
-            _row(p + "B_bar", "parameter", H * N, s("B_bar", i), H),
-            _row(p + "C", "parameter", H * N, s("C", i), H),
-            _row(p + "D", "parameter", H, s("D", i), H),
-            _row(p + "x", "state", H * N, s("x", i), H, H * N // 2),
-            _row(p + "ssm_output", "activation", H, s("ssm_output", i), H),
-            _row(p + "gelu_output", "activation", H, s("gelu_output", i), H),
-            _row(p + "mix_weight", "parameter", 2 * H * H, s("mix_weight", i), 2 * H),
-            _row(p + "mix_bias", "parameter", 2 * H, s("mix_bias", i), 2 * H),
-            _row(p + "mix_output", "activation", H, s("mix_output", i), H),
+            row(p + "ssm.input", "activation", H, H),
+            row(p + "ssm.A_bar", "parameter", H * N, H, polar=config.a_bar_form == "polar"),
+            row(p + "ssm.B_bar", "parameter", H * N, H),
+            row(p + "ssm.C", "parameter", H * N, H),
+            row(p + "ssm.D", "parameter", H, H),
+            row(p + "ssm.x", "state", H * N, H, H * N // 2),
+            row(p + "ssm.output", "activation", H, H),
+            row(p + "activation.output", "activation", H, H),
+            row(p + "mix.weight", "parameter", 2 * H * H, 2 * H),
+            row(p + "mix.bias", "parameter", 2 * H, 2 * H),
+            row(p + "glu.output", "activation", H, H),
         ]
-    rows += [_row("pooled", "activation", H, s("pooled"), H),
-             _row("decoder_weight", "parameter", K * H, s("decoder_weight"), K),
-             _row("decoder_bias", "parameter", K, s("decoder_bias"), K)]
+    rows += [row("decoder.input", "activation", H, H),
+             row("decoder.weight", "parameter", K * H, K),
+             row("decoder.bias", "parameter", K, K)]
     return MemoryReport(rows=tuple(rows))

@@ -25,14 +25,14 @@ A_bar^L explodes over a 784-step sequence (a chip's state register and ADC satur
 convolution kernel cannot). The slow modes that noise would destabilize are thus trained at the
 edge of stability, as the crossbar's saturating periphery runs them.
 
-Components (the names of ``--train-noise-on``): A_bar, B_bar, C, D (the discrete SSM of every
-layer), encoder, mix, decoder (dense weight and bias). QS4D's experiments perturb A_bar alone.
+Components (``--train-noise-on``) are :mod:`imssa.names` selectors: the aliases A, B, C, D (the
+discrete SSM of every layer), encoder, mix, decoder (dense weight and bias), or paths
+(``blocks.0.ssm.A_bar``, ``blocks.*.mix.weight``). QS4D's experiments perturb A alone.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -42,14 +42,14 @@ from torch import Tensor
 
 from imssa.devices.pcm import PCMConfig, PCMDevice
 from imssa.errors import ImssaError
+from imssa.names import ALIASES, SSM_TENSORS, layer_generic, select, tensor_names
 from imssa.ssm.s4d import DiscreteSSM
 
-NOISE_COMPONENTS = ("A_bar", "B_bar", "C", "D", "encoder", "mix", "decoder")
-SSM_COMPONENTS = ("A_bar", "B_bar", "C", "D")
+NOISE_COMPONENTS = ("A", "B", "C", "D", "encoder", "mix", "decoder")
 NOISE_KINDS = ("gaussian", "pcm")
 _PCM = PCMDevice(PCMConfig())  # the fitted device; sigma_P / g_max is independent of g_max
 A_BAR_MAX_ABS = 1.0 - 1e-4  # bound of a noisy A_bar's magnitude during noise-aware training
-_NAME = re.compile(r"^(?:blocks\.\d+\.)?(A_bar|B_bar|C|D|encoder|mix|decoder)(?:\.(weight|bias))?$")
+_GENERIC = list(dict.fromkeys(layer_generic(n) for n in tensor_names(1)))  # noisy tensors
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,8 +59,9 @@ class WeightNoiseConfig:
     Attributes:
         sigma: >= 0. ``gaussian``: std relative to the tensor's max |w|; ``pcm``: multiple of the
             PCM programming std (1 = the fitted device). 0 turns the noise off.
-        components: which weights get noise, among :data:`NOISE_COMPONENTS` (default all;
-            ``("A_bar",)`` as in QS4D). A comma-separated string and ``"all"`` are accepted.
+        components: which weights get noise: :mod:`imssa.names` selectors (default
+            :data:`NOISE_COMPONENTS`, every crossbar tensor; ``("A",)`` as in QS4D). A
+            comma-separated string and ``"all"`` are accepted.
         kind: ``gaussian`` or ``pcm`` (see the module docstring).
     """
 
@@ -83,9 +84,6 @@ class WeightNoiseConfig:
     def enabled(self) -> bool:
         return self.sigma > 0
 
-    def applies_to(self, component: str) -> bool:
-        return self.enabled and component in self.components
-
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["components"] = list(self.components)
@@ -93,19 +91,28 @@ class WeightNoiseConfig:
 
 
 def parse_components(value: str | Sequence[str]) -> tuple[str, ...]:
-    """``"A_bar,C"``, ``["A_bar", "C"]`` or ``"all"`` -> component names, in canonical order."""
+    """``"A,C"``, ``["A", "blocks.0.mix"]`` or ``"all"`` -> the selectors, checked, duplicates
+    dropped (``all`` is :data:`NOISE_COMPONENTS`)."""
     items = value.split(",") if isinstance(value, str) else list(value)
-    names = {str(s).strip() for s in items} - {""}
+    names = list(dict.fromkeys(str(s).strip() for s in items if str(s).strip()))
     if "all" in names:
         return NOISE_COMPONENTS
-    unknown = sorted(names - set(NOISE_COMPONENTS))
-    if unknown:
-        raise ImssaError(f"unknown noise component(s) {', '.join(map(repr, unknown))}; choose "
-                         f"among {', '.join(NOISE_COMPONENTS)} or all")
     if not names:
-        raise ImssaError(f"noise components are empty; name at least one of "
+        raise ImssaError(f"WeightNoiseConfig.components is empty; name at least one of "
                          f"{', '.join(NOISE_COMPONENTS)} (or all)")
-    return tuple(c for c in NOISE_COMPONENTS if c in names)
+    for name in names:
+        try:
+            select(layer_generic(ALIASES.get(name, name)), _GENERIC, what="noise component")
+        except ImssaError:
+            raise ImssaError(f"WeightNoiseConfig.components: unknown noise component {name!r}; "
+                             f"use {', '.join(NOISE_COMPONENTS)}, all, or a tensor path such as "
+                             "blocks.0.ssm.A_bar") from None
+    return tuple(names)
+
+
+def noise_targets(config: WeightNoiseConfig, universe: Sequence[str]) -> list[str]:
+    """The tensor paths of ``universe`` that the config's components select."""
+    return select(config.components, universe, what="noise component")
 
 
 def _real(t: Tensor) -> Tensor:
@@ -147,13 +154,14 @@ def add_noise(tensors: Sequence[Tensor], config: WeightNoiseConfig,
 
 
 def noisy_ssm(ssm: DiscreteSSM, config: WeightNoiseConfig,
-              generator: torch.Generator | None = None) -> DiscreteSSM:
-    """The discrete SSM with the selected ones of A_bar, B_bar, C, D perturbed (each its own w_max);
-    a perturbed A_bar is kept inside the unit circle (module docstring)."""
+              generator: torch.Generator | None = None,
+              tensors: Sequence[str] = SSM_TENSORS) -> DiscreteSSM:
+    """The discrete SSM with ``tensors`` (of A_bar, B_bar, C, D) perturbed, each with its own
+    w_max; a perturbed A_bar is kept inside the unit circle (module docstring)."""
     parts = []
-    for name in SSM_COMPONENTS:
+    for name in SSM_TENSORS:
         t = getattr(ssm, name)
-        if config.applies_to(name):
+        if config.enabled and name in tensors:
             t = add_noise((t,), config, generator)[0]
             if name == "A_bar":  # a constant rescale: gradients pass straight through
                 t = t * (A_BAR_MAX_ABS / t.detach().abs().clamp_min(1e-30)).clamp(max=1.0)
@@ -161,29 +169,21 @@ def noisy_ssm(ssm: DiscreteSSM, config: WeightNoiseConfig,
     return DiscreteSSM(*parts)
 
 
-def component_of(name: str) -> str:
-    """The noise component of a weight name of :meth:`QuantizedS4D.quantized_weights`."""
-    m = _NAME.match(name)
-    if m is None:
-        raise ImssaError(f"weight {name!r} belongs to no noise component; names look like "
-                         "'encoder.weight', 'blocks.0.A_bar', 'blocks.0.mix.bias'")
-    return m.group(1)
-
-
 def noisy_weights(weights: Mapping[str, Tensor], config: WeightNoiseConfig,
                   generator: torch.Generator | None = None) -> dict[str, Tensor]:
-    """Perturb the selected components of a weight dict (names as ``quantized_weights()``).
+    """Perturb the selected tensors of a weight dict (paths as :func:`quantized_weights`).
 
-    A dense layer's ``.weight`` and ``.bias`` share one w_max; every other tensor has its own.
-    Unselected tensors are returned as they are.
+    A dense layer's ``.weight`` and ``.bias`` share one w_max (one crossbar array); every other
+    tensor has its own. Unselected tensors are returned as they are.
     """
+    picked = set(noise_targets(config, list(weights)))
     groups: dict[str, list[str]] = {}
     for name in weights:
-        component_of(name)  # validates the name
         key = name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name
         groups.setdefault(key, []).append(name)
     out = dict(weights)
     for names in groups.values():
-        if config.applies_to(component_of(names[0])):
-            out.update(zip(names, add_noise([weights[n] for n in names], config, generator)))
+        if picked & set(names):
+            noisy = dict(zip(names, add_noise([weights[n] for n in names], config, generator)))
+            out.update({n: noisy[n] for n in names if n in picked})
     return out

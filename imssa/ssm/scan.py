@@ -67,16 +67,28 @@ class StateQuant:
         return (self.qmin - zp) * s, (self.qmax - zp) * s
 
     def _real(self, v: Tensor) -> Tensor:
-        s, zp = self.scale.detach(), self.zero_point.detach()
-        r = v.detach() / s
-        r = torch.floor(r + torch.rand_like(r)) if self.stochastic else torch.round(r)
-        q = torch.clamp(r + zp, self.qmin, self.qmax)
-        vq = (q - zp) * s  # exactly on the grid
-        lo, hi = self.bounds()
-        # STE: the value is vq exactly (v_clipped - v_clipped.detach() is exactly 0); the
-        # gradient is that of clamp: 1 on the closed range [lo, hi], 0 where clipped.
-        v_clipped = torch.clamp(v, lo, hi)
-        return vq + (v_clipped - v_clipped.detach())
+        return ste_quantize(v, self.scale, self.zero_point, self.qmin, self.qmax, self.stochastic)
+
+
+def ste_quantize(v: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax: int,
+                 stochastic: bool = False) -> Tensor:
+    """Fake-quantize a real tensor with a straight-through gradient: the one implementation of
+    the package (state, weights and activations; :mod:`imssa.quant` calls it).
+
+    Code q = clamp(round(v / s) + z, qmin, qmax) (``torch.round``: half to even; stochastic:
+    floor(v / s + U), U ~ Uniform[0, 1) from torch's global RNG), value (q - z) * s. The
+    straight-through estimator (Bengio et al. 2013) passes the gradient unchanged on the closed
+    range [(qmin - z) s, (qmax - z) s] and zeroes it where v is clipped. scale and zero point are
+    constants: no gradient flows to them.
+    """
+    s, zp = scale.detach(), zero_point.detach()
+    r = v.detach() / s
+    r = torch.floor(r + torch.rand_like(r)) if stochastic else torch.round(r)
+    vq = (torch.clamp(r + zp, qmin, qmax) - zp) * s  # exactly on the grid
+    # the value is vq exactly (v_clipped - v_clipped.detach() is exactly 0); the gradient is
+    # that of the clip: 1 on the range, 0 where clipped
+    v_clipped = torch.clamp(v, (qmin - zp) * s, (qmax - zp) * s)
+    return vq + (v_clipped - v_clipped.detach())
 
 
 def ssm_scan_reference(A_bar: Tensor, B_bar: Tensor, C: Tensor, D: Tensor, u: Tensor,
