@@ -23,6 +23,7 @@ from imssa.errors import ImssaError
 from imssa.experiments.analyses import VARIANTS, sensitivity, stability, width
 from imssa.experiments.analyses.checks import check_bits
 from imssa.experiments.analyses.stability import A_BAR_GRANULARITIES
+from imssa.names import ALIASES
 from imssa.quant import TARGETS
 from imssa.quant.spec import A_BAR_FORMS, GELU_FORMS, MAX_BITS, MIN_BITS
 
@@ -101,10 +102,11 @@ def _written(args: argparse.Namespace, plot: Path | None) -> None:
 
 def _percent_table(da: xr.DataArray, rows: str) -> str:
     bits = [int(b) for b in da.bits.values]
-    lines = [f"{rows:>16} " + " ".join(f"{b:>6}" for b in bits)]
+    w = max(len(str(r)) for r in (rows, *da[rows].values))
+    lines = [f"{rows:>{w}} " + " ".join(f"{b:>6}" for b in bits)]
     for r in da[rows].values:
         vals = da.sel({rows: r}).values
-        lines.append(f"{str(r):>16} " + " ".join(
+        lines.append(f"{str(r):>{w}} " + " ".join(
             f"{100 * v:6.1f}" if np.isfinite(v) else f"{'-':>6}" for v in vals))
     return "\n".join(lines)
 
@@ -202,8 +204,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                       "PTQ test accuracy (recurrent mode) when one quantization target is "
                       "quantized at a time, for each bit width and quantizer variant.")
     p.add_argument("--targets", default=_csv_default(sensitivity, "targets", list(TARGETS)),
-                   help=f"comma-separated targets or 'all' ({', '.join(TARGETS)}); default "
-                   "%(default)s")
+                   help=f"comma-separated quantization targets or 'all' ({', '.join(TARGETS)}): "
+                   "a path, one layer's path (blocks.0.ssm.A_bar), a module (mix) or an alias "
+                   f"({', '.join(ALIASES)}); default %(default)s")
     p.add_argument("--variants", default=_csv_default(sensitivity, "variants", list(VARIANTS)),
                    help=f"comma-separated quantizer variants or 'all' ({', '.join(VARIANTS)}); "
                    "default %(default)s")

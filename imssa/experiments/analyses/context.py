@@ -10,6 +10,7 @@ recurrent mode, the deployed form where the state is quantized at every step.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from imssa.data import Split, TaskData, calibration_subset, load_task
 from imssa.experiments.analyses.checks import check_positive
 from imssa.experiments.io import environment
 from imssa.experiments.train import TrainConfig, accuracy, load_run
-from imssa.quant import FakeQuantizer, QuantConfig, QuantizedS4D, calibrate
+from imssa.quant import QuantConfig, calibrate, prepare, quantizers
 from imssa.ssm import S4DModel, count_parameters
 
 PAPER = "Zhao et al. 2025, Quantizing Small-Scale State-Space Models for Edge AI"
@@ -91,15 +92,14 @@ def load_context(run: str | Path, device: torch.device, data_dir: str | None, li
                       data.seq_len, device, batch_size, info)
 
 
-def _needs_calibration(qmodel: QuantizedS4D) -> bool:
-    return any(isinstance(q, FakeQuantizer) and q.kind in ("activation", "state") and q.enabled
-               and not q.spec.dynamic and not q.frozen for q in qmodel.quantizers())
-
-
 def ptq_accuracy(ctx: RunContext, config: QuantConfig) -> float:
-    """Test accuracy (fraction) of the run quantized by ``config``, calibrated, in recurrent mode."""
-    qmodel = QuantizedS4D(ctx.model, config).to(ctx.device).eval()
-    if _needs_calibration(qmodel):
+    """Test accuracy (fraction) of the run quantized by ``config``, calibrated, in recurrent mode.
+
+    A copy of the run's model is prepared (:func:`imssa.quant.prepare` swaps parts in place), so
+    the context's float model serves every configuration.
+    """
+    qmodel = prepare(copy.deepcopy(ctx.model), config).eval()
+    if any(q.calibrated for q in quantizers(qmodel).values()):
         calibrate(qmodel, ctx.calib)
     return accuracy(lambda u: qmodel(u, mode="recurrent"), ctx.test, ctx.device, ctx.batch_size)
 

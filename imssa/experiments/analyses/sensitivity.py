@@ -37,15 +37,18 @@ from imssa.experiments.analyses.variants import (
     target_config,
 )
 from imssa.experiments.train import resolve_device
+from imssa.names import layer_generic
 from imssa.quant import TARGETS, make_config
 from imssa.quant.spec import GELU_FORMS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-DEFAULT_TARGETS = ("A_bar", "B_bar", "C", "D", "x", "encoder_weight", "mix_weight",
-                   "decoder_weight", "ssm_input", "ssm_output", "gelu_output", "mix_output",
-                   "pooled")
+#: Every weight matrix, SSM tensor, the state and every activation but the model input.
+DEFAULT_TARGETS = ("blocks.*.ssm.A_bar", "blocks.*.ssm.B_bar", "blocks.*.ssm.C", "blocks.*.ssm.D",
+                   "blocks.*.ssm.x", "encoder.weight", "blocks.*.mix.weight", "decoder.weight",
+                   "blocks.*.ssm.input", "blocks.*.ssm.output", "blocks.*.activation.output",
+                   "blocks.*.glu.output", "decoder.input")
 
 
 def sensitivity(run: str | Path, bits: Iterable[int] = DEFAULT_BITS,
@@ -58,22 +61,24 @@ def sensitivity(run: str | Path, bits: Iterable[int] = DEFAULT_BITS,
     """PTQ accuracy when one target is quantized at a time, against bits, per quantizer variant.
 
     Every other target stays in full precision (``make_config("fp")`` with one override). The
-    variants (:data:`VARIANTS`) replace granularity (per tensor / per head; per (head, mode) for
+    variants (:data:`VARIANTS`) replace granularity (per tensor / per channel; per (channel, mode) for
     the state), symmetry, static or dynamic ranges and the A_bar grid on top of the target's
     preset spec. Not every pair exists, and those are NaN:
 
     - ``dynamic`` ranges (from each input sample) exist for activations only: weights and SSM
       tensors always take their range from the tensor itself, and the state x needs one fixed
       grid for the whole scan. The state's range variants are therefore its static
-      granularities: one calibrated range per tensor, per head or per (head, mode)
-      (``tensor-*``, ``head-*``, ``mode-*``).
+      granularities: one calibrated range per tensor, per channel or per (channel, mode)
+      (``tensor-*``, ``channel-*``, ``mode-*``).
     - ``polar-*`` apply to A_bar only (log-decay and phase grid inside the unit circle); its
-      Cartesian grid is the ``tensor-*``/``head-*`` variants.
+      Cartesian grid is the ``tensor-*``/``channel-*`` variants.
 
     Args:
         run: a training run folder (``imssa train --out RUN``).
         bits: bit widths, each in 2..16.
-        targets: quantization targets (names of :data:`imssa.quant.TARGETS`).
+        targets: selectors of quantization targets: :mod:`imssa.names` paths, layer-generic
+            (``blocks.*.ssm.A_bar``) or of one layer (``blocks.0.ssm.A_bar``), modules (``mix``)
+            or aliases (``A``, ``x``); each tensor they name is one ``target``.
         variants: names of :data:`VARIANTS`.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``.
         data_dir: data folder (default: the run's, else ``$IMSSA_DATA_DIR``).
@@ -130,7 +135,7 @@ def sensitivity(run: str | Path, bits: Iterable[int] = DEFAULT_BITS,
             "target": ("target", list(targets_t), {"long_name": "quantization target"}),
             "variant": ("variant", list(variants_t), {"long_name": "quantizer variant"}),
             "bits": ("bits", np.array(bits_t, dtype=np.int32), {"units": "bit"}),
-            "target_kind": ("target", [TARGETS[t].kind for t in targets_t]),
+            "target_kind": ("target", [TARGETS[layer_generic(t)].kind for t in targets_t]),
             "granularity": ("variant", [v.granularity for v in vs]),
             "symmetric": ("variant", [v.symmetric for v in vs]),
             "ranges": ("variant", [v.ranges for v in vs]),

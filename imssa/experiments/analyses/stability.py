@@ -5,6 +5,7 @@ step k, for Cartesian and polar grids. A_bar is a weight, so no data is needed.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,7 +21,7 @@ from imssa.experiments.analyses.checks import check_bits, check_names, check_pos
 from imssa.experiments.analyses.context import dataset_attrs, task_data
 from imssa.experiments.analyses.files import save_outputs
 from imssa.experiments.train import load_run, resolve_device
-from imssa.quant import QuantizedS4D, a_bar_levels, make_config
+from imssa.quant import QuantConfig, a_bar_levels, make_config, prepare, quantized_weights
 from imssa.quant.spec import A_BAR_FORMS, ABarForm
 
 if TYPE_CHECKING:
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
 
 #: Bit widths of A_bar of the stability analysis.
 STABILITY_BITS = (4, 6, 8)
-#: Range groups of A_bar the analysis offers (per (head, mode) is the state's only).
-A_BAR_GRANULARITIES = ("tensor", "head")
+#: Range groups of A_bar the analysis offers (per (channel, mode) is the state's only).
+A_BAR_GRANULARITIES = ("tensor", "channel")
 #: Grids of A_bar are stored level by level only up to this many bits: a Cartesian b-bit grid has
 #: (2^b - 1)^2 levels, 65,025 at 8 bits but 4.3e9 at 16.
 MAX_LEVEL_BITS = 8
@@ -68,6 +69,12 @@ def power_errors(A_bar: torch.Tensor, A_bar_q: torch.Tensor, steps: int) -> tupl
     return mean, median
 
 
+def a_bar_config(bits: int, granularity: str, form: str = "cartesian") -> QuantConfig:
+    """Full precision except A_bar, at ``bits`` with ``granularity`` ranges on the ``form`` grid."""
+    return make_config("fp", overrides={"A": {"bits": bits, "granularity": granularity}},
+                       a_bar_form=cast(ABarForm, form))
+
+
 def stability(run: str | Path, bits: Iterable[int] = STABILITY_BITS,
               forms: Iterable[str] = A_BAR_FORMS, *, granularity: str = "tensor",
               seq_len: int | None = None, device: str = "auto", data_dir: str | None = None,
@@ -86,7 +93,7 @@ def stability(run: str | Path, bits: Iterable[int] = STABILITY_BITS,
         bits: bit widths of A_bar, each in 2..16.
         forms: ``cartesian`` (real and imaginary parts on one grid, the paper's scheme) and/or
             ``polar`` (log-decay and phase, every level inside the unit circle).
-        granularity: ``tensor`` or ``head`` ranges of A_bar.
+        granularity: ``tensor`` or ``channel`` ranges of A_bar.
         seq_len: the largest k; default the task's sequence length L.
         device: where the quantizers run.
         data_dir: data folder, only to find L.
@@ -96,15 +103,16 @@ def stability(run: str | Path, bits: Iterable[int] = STABILITY_BITS,
         Dataset with ``outside_unit_circle(form, bits)`` (modes with |A_bar_q| >= 1, all layers),
         ``max_abs(form, bits)``, ``power_error(form, bits, k)`` (mean over modes of
         |A_bar_q^k - A_bar^k| / |A_bar^k|) and ``power_error_median``, the values
-        ``A_bar_re/_im(layer, head, mode)`` and ``A_bar_q_re/_im(form, bits, layer, head, mode)``,
+        ``A_bar_re/_im(layer, channel, mode)`` and
+        ``A_bar_q_re/_im(form, bits, layer, channel, mode)``,
         and the grid ``levels_re/_im(form, bits, layer, level)`` of each layer's first range
-        group (the whole tensor per tensor, head 0 per head; NaN-padded, stored up to
+        group (the whole tensor per tensor, channel 0 per channel; NaN-padded, stored up to
         MAX_LEVEL_BITS bits) with ``levels_outside_unit_circle(form, bits, layer)``.
     """
     bits_t = check_bits(bits)
     forms_t = check_names(forms, A_BAR_FORMS, "forms", "A_bar form")
     if granularity not in A_BAR_GRANULARITIES:
-        raise ImssaError(f"granularity must be 'tensor' or 'head' (ranges of A_bar), "
+        raise ImssaError(f"granularity must be 'tensor' or 'channel' (ranges of A_bar), "
                          f"got {granularity!r}")
     check_positive(seq_len, "seq_len", allow_none=True)
     dev = resolve_device(device)
@@ -128,16 +136,15 @@ def stability(run: str | Path, bits: Iterable[int] = STABILITY_BITS,
     jobs = [(i, j) for i in range(len(forms_t)) for j in range(len(bits_t))]
     for i, j in tqdm(jobs, desc="stability", unit="config"):
         form, b = forms_t[i], bits_t[j]
-        qcfg = make_config("fp", overrides={"A_bar": {"bits": b, "granularity": granularity}},
-                           a_bar_form=cast(ABarForm, form))
-        qmodel = QuantizedS4D(model, qcfg).to(dev).eval()
+        qcfg = a_bar_config(b, granularity, form)
         with torch.no_grad():
-            Aq = torch.stack([s.A_bar for s in qmodel.quantized_ssms()])  # (layers H N/2)
+            weights = quantized_weights(prepare(copy.deepcopy(model), qcfg).eval())
+            Aq = torch.stack([weights[f"blocks.{n}.ssm.A_bar"] for n in range(n_layers)])
             if b <= MAX_LEVEL_BITS:
                 for layer in range(n_layers):
-                    # The first range group: the whole tensor, or head 0 alone for per-head.
+                    # The first range group: the whole tensor, or channel 0 alone per channel.
                     src = A_fp[layer] if granularity == "tensor" else A_fp[layer, :1]
-                    grid = a_bar_levels(src, qcfg.spec("A_bar", layer), form)[0]
+                    grid = a_bar_levels(src, qcfg.spec(f"blocks.{layer}.ssm.A_bar"), form)[0]
                     lv = grid.cpu().to(torch.complex128).numpy()
                     levels[i, j, layer, :len(lv)] = lv
                     levels_out[i, j, layer] = int((np.abs(lv) >= 1).sum())
@@ -148,21 +155,21 @@ def stability(run: str | Path, bits: Iterable[int] = STABILITY_BITS,
         err_mean[i, j], err_median[i, j] = power_errors(A_fp, Aq, seq_len)
 
     a = A_fp.cpu().to(torch.complex128).numpy()
-    dims_q = ("form", "bits", "layer", "head", "mode")
+    dims_q = ("form", "bits", "layer", "channel", "mode")
     dims_l = ("form", "bits", "layer", "level")
     unit = {"units": "1"}
     ds = xr.Dataset(
         {"outside_unit_circle": (("form", "bits"), outside, {
             "long_name": "modes with |A_bar_q| >= 1", "units": "count",
-            "description": f"over all {n_layers * H * N2} modes (layers x heads x N/2)"}),
+            "description": f"over all {n_layers * H * N2} modes (layers x channels x N/2)"}),
          "max_abs": (("form", "bits"), max_abs, {"long_name": "max |A_bar_q|", **unit}),
          "power_error": (("form", "bits", "k"), err_mean, {
              "long_name": "mean relative error of A_bar_q^k", **unit,
              "description": "mean over modes of |A_bar_q^k - A_bar^k| / |A_bar^k|"}),
          "power_error_median": (("form", "bits", "k"), err_median, {
              "long_name": "median relative error of A_bar_q^k", **unit}),
-         "A_bar_re": (("layer", "head", "mode"), a.real, {"long_name": "Re A_bar", **unit}),
-         "A_bar_im": (("layer", "head", "mode"), a.imag, {"long_name": "Im A_bar", **unit}),
+         "A_bar_re": (("layer", "channel", "mode"), a.real, {"long_name": "Re A_bar", **unit}),
+         "A_bar_im": (("layer", "channel", "mode"), a.imag, {"long_name": "Im A_bar", **unit}),
          "A_bar_q_re": (dims_q, A_q.real, {"long_name": "Re A_bar quantized", **unit}),
          "A_bar_q_im": (dims_q, A_q.imag, {"long_name": "Im A_bar quantized", **unit}),
          "levels_re": (dims_l, levels.real.astype(np.float32), {
@@ -181,15 +188,14 @@ def stability(run: str | Path, bits: Iterable[int] = STABILITY_BITS,
                 "k": ("k", np.arange(1, seq_len + 1, dtype=np.int32),
                       {"long_name": "power of A_bar (steps)", "units": "step"}),
                 "layer": ("layer", np.arange(n_layers, dtype=np.int32)),
-                "head": ("head", np.arange(H, dtype=np.int32)),
+                "channel": ("channel", np.arange(H, dtype=np.int32)),
                 "mode": ("mode", np.arange(N2, dtype=np.int32), {"long_name": "complex mode n"}),
                 "level": ("level", np.arange(n_levels, dtype=np.int32))},
         attrs=dataset_attrs("stability", cfg.task, dev, {
             "run": str(run), "train": dataclasses.asdict(cfg), "model": model.cfg.to_dict(),
             "bits": list(bits_t), "forms": list(forms_t), "granularity": granularity,
-            "seq_len": seq_len, "quant": make_config(
-                "fp", overrides={"A_bar": {"bits": bits_t[0], "granularity": granularity}}
-            ).to_dict(), "task": cfg.task, "d_model": model.cfg.d_model}))
+            "seq_len": seq_len, "quant": a_bar_config(bits_t[0], granularity).to_dict(),
+            "task": cfg.task, "d_model": model.cfg.d_model}))
     save_outputs(ds, out, plot, plot_stability)
     return ds
 
