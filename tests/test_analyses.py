@@ -277,6 +277,10 @@ def test_parse_bits():
     (["stability", "{run}", "--forms", "spherical"], "--forms: unknown"),
     (["width", "{run}", "{tmp}"], "not a finished training run"),
     (["width", "{run}", "--bits", "20"], "integers in 2..16"),
+    # library errors name the parameter; the command words it as its flag
+    (["sensitivity", "{run}", "--calib-samples", "0"], "^--calib-samples must be a positive"),
+    (["stability", "{run}", "--seq-len", "0"], "^--seq-len must be a positive"),
+    (["width", "{run}", "--limit", "-3"], "^--limit must be a positive"),
 ])
 def test_cli_bad_input_raises_imssa_error(runs, tmp_path, argv, message):
     argv = [a.format(run=runs["main"], tmp=tmp_path) for a in argv]

@@ -42,8 +42,8 @@ def check_names(values: Iterable[str], valid: Sequence[str], name: str,
     return out
 
 
-def check_positive(value: int | None, name: str, allow_none: bool = False) -> None:
-    """``value`` is an integer >= 1 (or None where ``allow_none``)."""
+def check_count(value: int | None, name: str, allow_none: bool = False) -> None:
+    """``value`` is a count: an integer >= 1 (or None where ``allow_none``)."""
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from imssa.data import Split, TaskData, calibration_subset, load_task
-from imssa.experiments.analyses.checks import check_positive
+from imssa.experiments.analyses.checks import check_count
 from imssa.experiments.io import environment
 from imssa.experiments.train import TrainConfig, accuracy, load_run
 from imssa.quant import QuantConfig, calibrate, prepare, quantizers
@@ -59,9 +59,9 @@ class RunContext:
 
 def check_ptq(limit: int | None, calib_samples: int, batch_size: int) -> None:
     """The evaluation arguments of :func:`load_context`: positive integers (``limit`` or None)."""
-    check_positive(limit, "limit", allow_none=True)
-    check_positive(calib_samples, "calib_samples")
-    check_positive(batch_size, "batch_size")
+    check_count(limit, "limit", allow_none=True)
+    check_count(calib_samples, "calib_samples")
+    check_count(batch_size, "batch_size")
 
 
 def task_data(cfg: TrainConfig, data_dir: str | None, cache: dict | None = None) -> TaskData:

@@ -17,7 +17,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from imssa.errors import ImssaError
-from imssa.experiments.analyses.checks import check_bits, check_names, check_positive
+from imssa.experiments.analyses.checks import check_bits, check_count, check_names
 from imssa.experiments.analyses.context import dataset_attrs, task_data
 from imssa.experiments.analyses.files import save_outputs
 from imssa.experiments.train import load_run, resolve_device
@@ -114,7 +114,7 @@ def stability(run: str | Path, bits: Iterable[int] = STABILITY_BITS,
     if granularity not in A_BAR_GRANULARITIES:
         raise ImssaError(f"granularity must be 'tensor' or 'channel' (ranges of A_bar), "
                          f"got {granularity!r}")
-    check_positive(seq_len, "seq_len", allow_none=True)
+    check_count(seq_len, "seq_len", allow_none=True)
     dev = resolve_device(device)
     cfg, model = load_run(run, dev)
     if seq_len is None:
