@@ -1,5 +1,6 @@
 """Tests of imssa.experiments.analyses: the sensitivity, stability and width analyses of tiny
-sdigits runs, their NetCDF and PNG files, the ``imssa analyze`` parser and bad input."""
+sdigits runs, their NetCDF and PNG files, the ``imssa analyze`` parser (imssa.cli.analyze) and
+bad input."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 import xarray as xr
 
+from imssa.cli.analyze import add_parser, parse_bits
 from imssa.errors import ImssaError
 from imssa.experiments import analyses as an
 from imssa.experiments.train import TrainConfig, accuracy, load_run, train
@@ -50,22 +52,30 @@ def _no_tmp_left(folder):
 # --- configurations -------------------------------------------------------------------------------
 def test_target_config_quantizes_one_target_only():
     cfg = an.target_config("x", 6, "mode-asym")
-    assert cfg.x.bits == 6 and cfg.x.granularity == "mode" and not cfg.x.symmetric
-    assert cfg.x.calibration == "percentile"  # the preset's calibration is kept
-    assert all(cfg.spec(t).bits is None for t in TARGETS if t != "x")
+    x = cfg.spec("blocks.*.ssm.x")
+    assert x.bits == 6 and x.granularity == "mode" and not x.symmetric
+    assert x.calibration == "percentile"  # the preset's calibration is kept
+    assert all(cfg.spec(t).bits is None for t in TARGETS if t != "blocks.*.ssm.x")
     assert cfg.gelu == "exact"
-    polar = an.target_config("A_bar", 4, "polar-head")
-    assert polar.a_bar_form == "polar" and polar.A_bar.granularity == "head"
-    assert an.target_config("A_bar", 4, "tensor-sym").a_bar_form == "cartesian"
+    polar = an.target_config("A", 4, "polar-channel")
+    assert polar.a_bar_form == "polar" and polar.spec("A").granularity == "channel"
+    assert an.target_config("blocks.*.ssm.A_bar", 4, "tensor-sym").a_bar_form == "cartesian"
     sr = an.target_config("x", 6, "mode-sym-sr")
-    assert sr.x.rounding == "stochastic" and an.VARIANTS["mode-sym-sr"].rounding == "stochastic"
-    assert not an.VARIANTS["mode-sym-sr"].applies_to("C")
-    dyn = an.target_config("ssm_output", 5, "dynamic-head")
-    assert dyn.ssm_output.dynamic and dyn.ssm_output.granularity == "head"
+    assert sr.spec("x").rounding == "stochastic"
+    assert an.VARIANTS["mode-sym-sr"].rounding == "stochastic"
+    assert not an.VARIANTS["mode-sym-sr"].applies_to("blocks.*.ssm.C")
+    dyn = an.target_config("blocks.*.ssm.output", 5, "dynamic-channel")
+    out = dyn.spec("blocks.*.ssm.output")
+    assert out.dynamic and out.granularity == "channel"
+    one = an.target_config("blocks.1.ssm.A_bar", 4)  # one layer's A_bar, the others in FP
+    assert one.spec("blocks.1.ssm.A_bar").bits == 4 and one.spec("blocks.0.ssm.A_bar").bits is None
+    with pytest.raises(ImssaError, match="names 2 tensors"):
+        an.target_config("mix", 4)
 
 
-@pytest.mark.parametrize("target, variant", [("A_bar", "dynamic-tensor"), ("x", "dynamic-head"),
-                                             ("mix_weight", "mode-sym"), ("C", "polar-tensor")])
+@pytest.mark.parametrize("target, variant", [
+    ("blocks.*.ssm.A_bar", "dynamic-tensor"), ("blocks.*.ssm.x", "dynamic-channel"),
+    ("blocks.*.mix.weight", "mode-sym"), ("blocks.*.ssm.C", "polar-tensor")])
 def test_variants_that_do_not_apply_raise(target, variant):
     assert not an.VARIANTS[variant].applies_to(target)
     with pytest.raises(ImssaError, match="does not apply"):
@@ -82,8 +92,8 @@ def test_every_variant_builds_a_valid_config_where_it_applies():
 def test_uniform_config_matches_the_presets():
     assert an.uniform_config(8) == make_config("W8A8")
     cfg = an.uniform_config(3, a_bar_form="polar")
-    assert cfg.a_bar_form == "polar" and cfg.input.bits is None
-    assert all(cfg.spec(t).bits == 3 for t in TARGETS if t != "input")
+    assert cfg.a_bar_form == "polar" and cfg.spec("encoder.input").bits is None
+    assert all(cfg.spec(t).bits == 3 for t in TARGETS if t != "encoder.input")
 
 
 # --- power errors --------------------------------------------------------------------------------
@@ -106,13 +116,14 @@ def test_power_errors_closed_forms():
 # --- sensitivity ---------------------------------------------------------------------------------
 def test_sensitivity_dims_accuracy_and_files(runs, tmp_path):
     out, plot = tmp_path / "sens.nc", tmp_path / "sens.png"
-    ds = an.sensitivity(runs["main"], bits=(16, 4), targets=("A_bar", "ssm_output"),
+    ds = an.sensitivity(runs["main"], bits=(16, 4), targets=("A", "blocks.*.ssm.output"),
                         variants=("tensor-sym", "dynamic-tensor"), out=out, plot=plot, **QUICK)
     assert ds.accuracy.dims == ("target", "variant", "bits")
     assert list(ds.bits.values) == [4, 16]
-    assert list(ds.target.values) == ["A_bar", "ssm_output"]
+    a_bar, ssm_out = "blocks.*.ssm.A_bar", "blocks.*.ssm.output"
+    assert list(ds.target.values) == [a_bar, ssm_out]
     acc = ds.accuracy
-    assert np.isnan(acc.sel(target="A_bar", variant="dynamic-tensor")).all()  # not applicable
+    assert np.isnan(acc.sel(target=a_bar, variant="dynamic-tensor")).all()  # not applicable
     finite = acc.values[np.isfinite(acc.values)]
     assert finite.size == 6 and ((finite >= 0) & (finite <= 1)).all()
 
@@ -127,13 +138,13 @@ def test_sensitivity_dims_accuracy_and_files(runs, tmp_path):
     assert fp > 0.6  # a trained model, so that 16 vs 4 bits means something
     at16 = acc.sel(bits=16).values
     assert np.all(np.abs(at16[np.isfinite(at16)] - fp) <= 0.01)
-    assert float(acc.sel(target="A_bar", variant="tensor-sym", bits=4)) < fp - 0.1
+    assert float(acc.sel(target=a_bar, variant="tensor-sym", bits=4)) < fp - 0.1
 
     back = xr.open_dataset(out, engine="scipy")
     xr.testing.assert_allclose(back.accuracy.load(), ds.accuracy)
     assert back.accuracy.attrs["units"] == "1" and back.bits.attrs["units"] == "bit"
     config = json.loads(back.attrs["config"])
-    assert config["targets"] == ["A_bar", "ssm_output"] and config["calib_samples"] == 100
+    assert config["targets"] == [a_bar, ssm_out] and config["calib_samples"] == 100
     assert config["model"]["d_model"] == 16
     assert {"device", "torch", "python", "date"} <= back.attrs.keys()
     assert list(back.granularity.values) == ["tensor", "tensor"]
@@ -185,9 +196,9 @@ def test_stability_unit_circle_and_power_error(runs, tmp_path):
     _no_tmp_left(tmp_path)
 
 
-def test_stability_seq_len_override_and_head_ranges(runs):
-    ds = an.stability(runs["main"], bits=(6,), forms=("polar",), granularity="head", seq_len=10,
-                      device="cpu")
+def test_stability_seq_len_override_and_channel_ranges(runs):
+    ds = an.stability(runs["main"], bits=(6,), forms=("polar",), granularity="channel",
+                      seq_len=10, device="cpu")
     assert ds.sizes["k"] == 10 and list(ds.form.values) == ["polar"]
     assert int(ds.outside_unit_circle.sum()) == 0
 
@@ -223,7 +234,7 @@ def test_width_rejects_the_same_run_twice(runs):
 # --- command line and bad input ------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imssa")
-    an.add_analysis_parser(parser.add_subparsers(dest="command", required=True))
+    add_parser(parser.add_subparsers(dest="command", required=True))
     return parser
 
 
@@ -243,29 +254,33 @@ def test_cli_stability_and_sensitivity(runs, tmp_path, capsys):
              "--variants", "tensor-sym", "--limit", "50", "--calib-samples", "50",
              "--device", "cpu", "--out", str(nc), "--no-plot")
     ds = xr.open_dataset(nc, engine="scipy")
-    assert list(ds.bits.values) == [6, 7, 8] and list(ds.target.values) == ["D"]
+    assert list(ds.bits.values) == [6, 7, 8] and list(ds.target.values) == ["blocks.*.ssm.D"]
     ds.close()
     assert not nc.with_suffix(".png").exists()
     assert "tensor-sym" in capsys.readouterr().out
 
 
 def test_parse_bits():
-    assert an.parse_bits("2,4,6,8") == (2, 4, 6, 8)
-    assert an.parse_bits("8, 2-4") == (2, 3, 4, 8)
+    assert parse_bits("2,4,6,8") == (2, 4, 6, 8)
+    assert parse_bits("8, 2-4") == (2, 3, 4, 8)
     for bad in ("1,4", "17", "a", "4-2", ""):
         with pytest.raises(ImssaError, match="--bits"):
-            an.parse_bits(bad)
+            parse_bits(bad)
 
 
 @pytest.mark.parametrize("argv, message", [
     (["sensitivity", "{run}", "--bits", "1,4"], "integers in 2..16"),
-    (["sensitivity", "{run}", "--targets", "A_bar,weights"], "unknown --targets"),
-    (["sensitivity", "{run}", "--variants", "per-channel"], "unknown --variants"),
+    (["sensitivity", "{run}", "--targets", "A,weights"], "--targets: unknown"),
+    (["sensitivity", "{run}", "--variants", "per-channel"], "--variants: unknown"),
     (["sensitivity", "{tmp}"], "not a finished training run"),
     (["stability", "{tmp}"], "not a finished training run"),
-    (["stability", "{run}", "--forms", "spherical"], "unknown --forms"),
+    (["stability", "{run}", "--forms", "spherical"], "--forms: unknown"),
     (["width", "{run}", "{tmp}"], "not a finished training run"),
     (["width", "{run}", "--bits", "20"], "integers in 2..16"),
+    # library errors name the parameter; the command words it as its flag
+    (["sensitivity", "{run}", "--calib-samples", "0"], "^--calib-samples must be a positive"),
+    (["stability", "{run}", "--seq-len", "0"], "^--seq-len must be a positive"),
+    (["width", "{run}", "--limit", "-3"], "^--limit must be a positive"),
 ])
 def test_cli_bad_input_raises_imssa_error(runs, tmp_path, argv, message):
     argv = [a.format(run=runs["main"], tmp=tmp_path) for a in argv]
@@ -277,12 +292,12 @@ def test_cli_bad_input_raises_imssa_error(runs, tmp_path, argv, message):
 @pytest.mark.parametrize("call, message", [
     (lambda r: an.sensitivity(r, bits=(17,)), "integers in 2..16"),
     (lambda r: an.sensitivity(r, bits=()), "empty"),
-    (lambda r: an.sensitivity(r, targets=("A_bar", "nope")), "unknown quantization target"),
-    (lambda r: an.sensitivity(r, targets=("A_bar",), variants=("dynamic-tensor",)),
+    (lambda r: an.sensitivity(r, targets=("A", "nope")), "unknown quantization target"),
+    (lambda r: an.sensitivity(r, targets=("A",), variants=("dynamic-tensor",)),
      "none of the variants"),
     (lambda r: an.sensitivity(r, calib_samples=0), "calib_samples"),
     (lambda r: an.sensitivity(r, gelu="relu"), "gelu"),
-    (lambda r: an.stability(r, granularity="mode"), "'tensor' or 'head'"),
+    (lambda r: an.stability(r, granularity="mode"), "'tensor' or 'channel'"),
     (lambda r: an.stability(r, seq_len=0), "seq_len"),
     (lambda r: an.width(r), "non-empty list"),
     (lambda r: an.width([r], a_bar_form="round"), "a_bar_form"),

@@ -171,9 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--train-noise-kind", "--train-noise-device", default="gaussian",
                            help="gaussian (default) or pcm (programming noise of the PCM model)")
 
-    from imssa.experiments.analyses import add_analysis_parser
+    from imssa.cli.analyze import add_parser as add_analyze_parser
 
-    add_analysis_parser(sub)
+    add_analyze_parser(sub)
 
     from imssa.cli.simulate import add_parser as add_simulate_parser
 
