@@ -9,10 +9,6 @@ from pathlib import Path
 
 from imssa.errors import ImssaError
 
-# Verb modules live in imssa/cli/ (e.g. imssa/cli/simulate.py) until this module becomes the
-# package imssa/cli/__init__.py.
-__path__ = [str(Path(__file__).with_suffix(""))]
-
 
 def _train(args: argparse.Namespace) -> None:
     from imssa.experiments.train import TrainConfig, train
