@@ -59,7 +59,7 @@ def apply_a_margin(model: nn.Module, margin: float) -> int:
                              f"moves log_A_real); {m.q['A_bar'].name} is {m.parameterization}")
         p = m.params
         need = (margin * a_error_std(m.discrete(), m.noise)).clamp(max=MAX_MARGIN)
-        floor = torch.log(-torch.log1p(-need).clamp_min(1e-30)) - p.log_dt.unsqueeze(-1)
+        floor = torch.log((-torch.log1p(-need)).clamp_min(1e-30)) - p.log_dt.unsqueeze(-1)
         low = (p.log_A_real < floor) & (need > 0)
         moved += int(low.sum())
         p.log_A_real.copy_(torch.where(low, floor.to(p.log_A_real.dtype), p.log_A_real))
