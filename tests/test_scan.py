@@ -166,6 +166,27 @@ def test_reference_matches_convolution():
     torch.testing.assert_close(layer(u), y_conv, rtol=1e-8, atol=1e-8)
 
 
+def test_reference_matches_convolution_for_real_modes(monkeypatch):
+    """S4D-Real: the reference scan (no factor 2) = the closed-form convolution; ssm_scan takes
+    the reference for real tensors even when Triton is forced (the fused kernels are complex)."""
+    from imssa.ssm.s4d_real import S4DRealLayer
+
+    torch.manual_seed(0)
+    layer = S4DRealLayer(4, d_state=8).double()
+    ssm = layer.discrete()
+    u = torch.randn(2, 50, 4, dtype=torch.float64)
+    y = ssm_scan_reference(ssm.A_bar, ssm.B_bar, ssm.C, ssm.D, u)
+    torch.testing.assert_close(y, layer(u, mode="conv"), rtol=1e-9, atol=1e-9)
+    monkeypatch.setenv("IMSSA_SCAN", "triton")
+    assert scan_backend(ssm.A_bar.float(), ssm.B_bar.float(), ssm.C.float(), u.float()) == \
+        "reference"
+    sq = StateQuant(torch.full((4, 1), 2.0 ** -6), torch.zeros(4, 1), -64, 63)
+    yq = ssm_scan(ssm.A_bar, ssm.B_bar, ssm.C, ssm.D, u, sq)
+    assert torch.isfinite(yq).all() and (yq - y).abs().max() < 0.5
+    with pytest.raises(ImssaError, match="B_bar must be real like A_bar"):
+        ssm_scan(ssm.A_bar, ssm.B_bar.cdouble(), ssm.C, ssm.D, u)
+
+
 def test_reference_state_on_grid():
     """Quantized reference states lie exactly on the grid and inside [lo, hi]."""
     A, Bb, C, D, u, _, _ = make_case("float")

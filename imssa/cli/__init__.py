@@ -46,10 +46,14 @@ def _ptq(args: argparse.Namespace) -> None:
 def _qat(args: argparse.Namespace) -> None:
     from imssa.experiments.quantize import QATConfig, qat
 
+    given = {k: getattr(args, k) for k in ("train_noise_transition", "train_noise_granularity",
+                                           "train_read_noise", "a_margin")
+             if getattr(args, k) is not None}  # None: the QATConfig default
     tcfg = QATConfig(parameterization=args.param, mode=args.mode, epochs=args.epochs,
                      batch_size=args.batch_size, lr=args.lr, ssm_lr=args.ssm_lr,
                      grad_clip=args.grad_clip, seed=args.seed, train_noise=args.train_noise,
-                     train_noise_on=args.train_noise_on, train_noise_kind=args.train_noise_kind)
+                     train_noise_on=args.train_noise_on, train_noise_kind=args.train_noise_kind,
+                     **given)
     _print_metrics(qat(args.run, _quant_config(args), tcfg, args.out, args.device, args.data_dir,
                        args.limit, args.resume))
 
@@ -164,8 +168,22 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--train-noise-on", default="all", metavar="COMPONENTS",
                            help="comma-separated: A_bar, B_bar, C, D, encoder, mix, decoder, "
                            "or all (default); A_bar alone as in QS4D")
-            p.add_argument("--train-noise-kind", "--train-noise-device", default="gaussian",
+            p.add_argument("--train-noise-model", "--train-noise-kind", "--train-noise-device",
+                           dest="train_noise_kind", default="gaussian",
                            help="gaussian (default) or pcm (programming noise of the PCM model)")
+            p.add_argument("--train-noise-transition", default=None,
+                           help="the state-transition form the noise is drawn in, as simulate's "
+                           "mapping: direct (the array holds A_bar; default) or increment "
+                           "(A_bar - 1, one scale with B_bar)")
+            p.add_argument("--train-noise-granularity", default=None,
+                           help="conductance scale of the noise: tensor (default), channel or "
+                           "mode (one per mode of A_bar and B_bar)")
+            p.add_argument("--train-read-noise", type=float, default=None, metavar="SIGMA",
+                           help="per-step read noise of A_bar and B_bar relative to their scale "
+                           "(recurrent mode only; default 0)")
+            p.add_argument("--a-margin", type=float, default=None, metavar="K",
+                           help="keep 1 - |A_bar| of every noisy mode above K times its error "
+                           "std (continuous parameterizations; default 0 = none)")
 
     from imssa.cli.analyze import add_parser as add_analyze_parser
 

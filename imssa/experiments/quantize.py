@@ -7,14 +7,17 @@ gradients, in recurrent mode (the paper) or convolutional mode (QS4D), and alway
 accuracy of the true recurrent quantized execution, so the gap of conv-mode QAT is measured.
 
 Noise-aware QAT (``--train-noise``) injects weight noise (:mod:`imssa.quant.noise`) into the
-quantized crossbar weights at every training step; validation and test run clean. With the ``fp``
-preset this trains a noise-robust full-precision model.
+quantized crossbar weights at every training step, in the mapped domain of the state-transition
+form the chip will use (``train_noise_transition``, ``train_noise_granularity``); validation and
+test run clean. With the ``fp`` preset this trains a noise-robust full-precision model. Training
+that diverges (a loss or parameter no longer finite) stops with an error before anything is saved.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,7 +34,9 @@ from imssa.experiments.train import TrainConfig, accuracy, load_run, resolve_dev
 from imssa.quant import (
     PARAMETERIZATIONS,
     QuantConfig,
+    apply_a_margin,
     calibrate,
+    check_finite,
     float_state_dict,
     freeze_ranges,
     legacy,
@@ -99,9 +104,13 @@ class QuantRunConfig:
 class QATConfig:
     """Fine-tuning settings. ``lr`` for weights, ``ssm_lr`` for the SSM dynamics (no decay).
 
-    ``train_noise`` (sigma), ``train_noise_on`` (components) and ``train_noise_kind`` (gaussian
-    or pcm) set the weight noise of every training step; see
-    :class:`~imssa.quant.noise.WeightNoiseConfig`. sigma 0 (default) trains without noise.
+    ``train_noise`` (sigma), ``train_noise_on`` (components), ``train_noise_kind`` (gaussian
+    or pcm), ``train_noise_transition`` (direct or increment), ``train_noise_granularity``
+    (tensor, channel or mode) and ``train_read_noise`` (per-step read noise, recurrent mode) set
+    the weight noise of every training step; see :class:`~imssa.quant.noise.WeightNoiseConfig`.
+    sigma 0 (default) trains without noise. ``a_margin`` > 0 keeps 1 - |A_bar| of every noisy
+    mode above a_margin times its error std (:mod:`imssa.quant.margin`; continuous
+    parameterizations only); 0 (default) trains through the noise as the chip runs it.
     """
 
     parameterization: str = "continuous"
@@ -116,9 +125,19 @@ class QATConfig:
     train_noise: float = 0.0
     train_noise_on: tuple[str, ...] = NOISE_COMPONENTS
     train_noise_kind: str = "gaussian"
+    train_noise_transition: str = "direct"
+    train_noise_granularity: str = "tensor"
+    train_read_noise: float = 0.0
+    a_margin: float = 0.0
 
     def __post_init__(self) -> None:
-        noise = self.weight_noise()
+        try:
+            noise = self.weight_noise()
+        except ImssaError as err:  # name this config's fields
+            raise ImssaError(str(err).replace("WeightNoiseConfig.sigma", "QATConfig.train_noise")
+                             .replace("WeightNoiseConfig.read_sigma", "QATConfig.train_read_noise")
+                             .replace("WeightNoiseConfig.components", "QATConfig.train_noise_on")
+                             .replace("WeightNoiseConfig.", "QATConfig.train_noise_")) from None
         object.__setattr__(self, "train_noise_on", noise.components)
         if self.parameterization not in QAT_PARAMETERIZATIONS:
             raise ImssaError(f"QATConfig.parameterization must be one of "
@@ -134,6 +153,16 @@ class QATConfig:
         check_positive(self.grad_clip, "QATConfig.grad_clip")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
             raise ImssaError(f"QATConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
+        if isinstance(self.a_margin, bool) or not isinstance(self.a_margin, (int, float)) \
+                or not math.isfinite(self.a_margin) or self.a_margin < 0:
+            raise ImssaError(f"QATConfig.a_margin must be a finite number >= 0 (0 = none), got "
+                             f"{self.a_margin!r}")
+        if self.a_margin > 0 and self.parameterization not in ("continuous", "polar"):
+            raise ImssaError("QATConfig.a_margin moves log_A_real: it needs parameterization "
+                             f"continuous or polar, got {self.parameterization!r}")
+        if self.train_read_noise > 0 and self.mode != "recurrent":
+            raise ImssaError("QATConfig.train_read_noise is per-step read noise: it needs "
+                             f"mode='recurrent' (conv mode has no steps), got {self.mode!r}")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> QATConfig:
@@ -142,7 +171,17 @@ class QATConfig:
 
     def weight_noise(self) -> WeightNoiseConfig:
         return WeightNoiseConfig(sigma=self.train_noise, components=self.train_noise_on,
-                                 kind=self.train_noise_kind)
+                                 kind=self.train_noise_kind,
+                                 transition=self.train_noise_transition,
+                                 granularity=self.train_noise_granularity,
+                                 read_sigma=self.train_read_noise)
+
+    def settings(self) -> str:
+        """The settings a diverged run names in its error."""
+        return (f"QATConfig.lr={self.lr:g}, ssm_lr={self.ssm_lr:g}, train_noise={self.train_noise:g}"
+                f" ({self.train_noise_kind}, {self.train_noise_transition}/"
+                f"{self.train_noise_granularity}), train_read_noise={self.train_read_noise:g}, "
+                f"a_margin={self.a_margin:g}, mode={self.mode}")
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -265,6 +304,7 @@ def qat(run: str | Path, qcfg: QuantRunConfig, tcfg: QATConfig, out: str | Path,
     cfg, model, data, dev, info = _prepare(run, qcfg, param, device, data_dir, limit)
     noise = tcfg.weight_noise()
     set_weight_noise(model, noise)  # training-mode forwards only; every evaluation is clean
+    apply_a_margin(model, tcfg.a_margin)
     torch.manual_seed(tcfg.seed)  # dropout and the global-RNG weight noise (CPU state is resumed)
     out.mkdir(parents=True, exist_ok=True)
     # With a continuous parameterization the float model is what was trained, so the folder
@@ -282,9 +322,20 @@ def qat(run: str | Path, qcfg: QuantRunConfig, tcfg: QATConfig, out: str | Path,
         lr=tcfg.lr, weight_decay=tcfg.weight_decay, fused=dev.type == "cuda")
     loop = dataclasses.replace(cfg, epochs=tcfg.epochs, batch_size=tcfg.batch_size,
                                seed=tcfg.seed, lr=tcfg.lr)
-    history = train_epochs(model, lambda u: model(u, mode=tcfg.mode), data, loop, out,
-                           optimizer, dev, resume, grad_clip=tcfg.grad_clip,
-                           on_epoch_start=lambda: calibrate(model, calib))
+
+    def forward(u: torch.Tensor) -> torch.Tensor:
+        """One guarded forward: the margin projection of the last update, then a stop on
+        non-finite parameters or logits (so no checkpoint or model of a diverged run is saved)."""
+        apply_a_margin(model, tcfg.a_margin)
+        check_finite(model, None, tcfg.settings())
+        logits = model(u, mode=tcfg.mode)
+        check_finite(model, logits, tcfg.settings())
+        return logits
+
+    history = train_epochs(model, forward, data, loop, out, optimizer, dev, resume,
+                           grad_clip=tcfg.grad_clip, on_epoch_start=lambda: calibrate(model, calib))
+    apply_a_margin(model, tcfg.a_margin)
+    check_finite(model, None, tcfg.settings())
     freeze_ranges(model)
     saved = {"qmodel": model.state_dict(), "config": config}
     if as_run:

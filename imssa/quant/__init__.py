@@ -10,11 +10,14 @@ Typical use::
     logits = model(u, mode="recurrent")                 # everything fake-quantized
     print(memory_footprint(cfg, model.cfg).table())
     set_weight_noise(model, WeightNoiseConfig(sigma=0.02, components=("A",)))  # noise-aware QAT
+    set_weight_noise(model, WeightNoiseConfig(sigma=0.02, transition="increment",
+                                              granularity="mode"))  # the chip's A_bar - 1 form
 
 Tensors are named by their :mod:`imssa.names` path (``blocks.*.ssm.A_bar``, aliases ``A`` ...).
 """
 
 from imssa.quant.integer import convert
+from imssa.quant.margin import a_error_std, apply_a_margin, check_finite
 from imssa.quant.memory import MemoryReport, MemoryRow, memory_footprint
 from imssa.quant.modules import (
     PARAMETERIZATIONS,
@@ -34,6 +37,8 @@ from imssa.quant.noise import (
     noisy_ssm,
     noisy_weights,
     parse_components,
+    perturb,
+    read_noise,
 )
 from imssa.quant.observer import RangeObserver, percentile, tensor_range
 from imssa.quant.prepare import (
@@ -57,15 +62,18 @@ from imssa.quant.quantizer import (
     qparams,
     qrange,
 )
+from imssa.quant.scales import TRANSITIONS, conductance_scales, programming_std
 from imssa.quant.spec import PRESETS, TARGETS, QuantConfig, QuantSpec, Target, make_config
 
 __all__ = [
-    "NOISE_COMPONENTS", "NOISE_KINDS", "PARAMETERIZATIONS", "PRESETS", "TARGETS",
+    "NOISE_COMPONENTS", "NOISE_KINDS", "PARAMETERIZATIONS", "PRESETS", "TARGETS", "TRANSITIONS",
     "DiscreteParams", "FakeQuantizer", "MemoryReport", "MemoryRow", "PolarQuantizer",
     "QuantConfig", "QuantGELU", "QuantGLU", "QuantLinear", "QuantSSM", "QuantSpec", "Quantizer",
-    "RangeObserver", "Target", "WeightNoiseConfig", "a_bar_levels", "activations", "add_noise",
+    "RangeObserver", "Target", "WeightNoiseConfig", "a_bar_levels", "a_error_std", "activations", "add_noise",
+    "apply_a_margin", "check_finite", "conductance_scales",
     "calibrate", "convert", "fake_quantize", "float_state_dict", "freeze_ranges", "half_bits",
     "hard_gelu", "make_config", "memory_footprint", "noisy_ssm", "noisy_weights",
-    "parameter_groups", "parse_components", "percentile", "prepare", "qparams", "qrange",
-    "quantized_weights", "quantizers", "set_weight_noise", "tensor_range", "unfreeze_ranges",
+    "parameter_groups", "parse_components", "percentile", "perturb", "prepare",
+    "programming_std", "qparams", "qrange",
+    "quantized_weights", "quantizers", "read_noise", "set_weight_noise", "tensor_range", "unfreeze_ranges",
 ]

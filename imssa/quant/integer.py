@@ -13,7 +13,7 @@ evaluated in the model's dtype (a lookup table on a chip).
 
 The integer model runs in ``recurrent`` mode (the deployed execution) and needs every tensor,
 the state and every activation quantized with static ranges, the hard GELU, the Cartesian A_bar
-grid and nearest rounding of the state.
+grid and nearest rounding of the state, and complex modes (S4D; a real SSM is refused).
 """
 
 from __future__ import annotations
@@ -160,6 +160,10 @@ def convert(model: S4DModel) -> S4DModel:
         ImssaError: naming the first tensor or setting the integer model cannot take.
     """
     q = quantizers(model)
+    if model.cfg.ssm != "complex":
+        raise ImssaError(f"convert: the integer model runs complex SSMs only; this model has "
+                         f"S4DConfig.ssm={model.cfg.ssm!r} (simulate a real SSM with its "
+                         "fake-quantized model instead)")
     if not all(isinstance(b.activation, QuantGELU) and b.activation.hard
                and isinstance(b.glu, QuantGLU) for b in model.blocks):
         raise ImssaError("convert needs the hard GELU (QuantConfig.gelu) and every "

@@ -31,15 +31,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from imssa.quant.noise import WeightNoiseConfig, add_noise, noisy_ssm
+from imssa.quant.noise import WeightNoiseConfig, noisy_ssm, perturb, read_noise
 from imssa.quant.observer import RangeObserver
 from imssa.quant.quantizer import FakeQuantizer, PolarQuantizer
 from imssa.quant.spec import QuantConfig, QuantSpec
-from imssa.ssm.s4d import DiscreteSSM, S4DLayer, check_mode, fft_conv
-from imssa.ssm.scan import StateQuant, ssm_scan
+from imssa.ssm.s4d import DiagonalSSM, DiscreteSSM, check_mode, fft_conv, readout, ssm_kernel
+from imssa.ssm.scan import ReadNoise, StateQuant, ssm_scan
 
 PARAMETERIZATIONS = ("continuous", "discrete", "frozen-a")
 _STATE_CHUNK = 1 << 22  # real state values handed to an observer at once during calibration
+_TINY = 1e-30  # smallest |A_bar| in the log of a signed real kernel
 
 
 def hard_gelu(x: Tensor) -> Tensor:
@@ -106,52 +107,60 @@ class QuantLinear(nn.Linear, Noisy):
             u = self.q["input"](u)
         w = self.quantized()
         noise = self.active_noise()
-        if noise is not None:  # weight and bias share the crossbar array: one w_max
-            noisy = dict(zip(w, add_noise(list(w.values()), noise, self.noise_generator)))
-            w = {k: noisy[k] if k in self.noise_on else v for k, v in w.items()}
+        if noise is not None:  # weight and bias share the crossbar array: one scale
+            w = perturb(w, noise, self.noise_generator, tuple(self.noise_on))
         return F.linear(u, w["weight"], w["bias"])
 
 
+def _as_stored(t: Tensor) -> Tensor:
+    return torch.view_as_real(t.detach().clone()) if t.is_complex() else t.detach().clone()
+
+
 class DiscreteParams(nn.Module):
-    """Discrete SSM tensors of one layer owned for QAT, complex stored as real views (H, N/2, 2).
+    """Discrete SSM tensors of one layer owned for QAT: complex ones stored as real views
+    (H, N/2, 2), real ones (S4D-Real) as they are (H, N).
 
     A_bar is a parameter for ``discrete`` and a buffer (fixed) for ``frozen-a``; D (H,) is real.
     """
 
     def __init__(self, ssm: DiscreteSSM, train_A: bool):
         super().__init__()
-        A_bar = torch.view_as_real(ssm.A_bar.detach().clone())  # (H N/2 2)
+        self.complex = ssm.A_bar.is_complex()
         if train_A:
-            self.A_bar = nn.Parameter(A_bar)
+            self.A_bar = nn.Parameter(_as_stored(ssm.A_bar))
         else:
-            self.register_buffer("A_bar", A_bar)
-        self.B_bar = nn.Parameter(torch.view_as_real(ssm.B_bar.detach().clone()))  # (H N/2 2)
-        self.C = nn.Parameter(torch.view_as_real(ssm.C.detach().clone()))  # (H N/2 2)
+            self.register_buffer("A_bar", _as_stored(ssm.A_bar))
+        self.B_bar = nn.Parameter(_as_stored(ssm.B_bar))
+        self.C = nn.Parameter(_as_stored(ssm.C))
         self.D = nn.Parameter(ssm.D.detach().clone())  # (H)
 
     def discrete(self) -> DiscreteSSM:
-        return DiscreteSSM(torch.view_as_complex(self.A_bar), torch.view_as_complex(self.B_bar),
-                           torch.view_as_complex(self.C), self.D)
+        view = torch.view_as_complex if self.complex else (lambda t: t)
+        return DiscreteSSM(view(self.A_bar), view(self.B_bar), view(self.C), self.D)
 
 
 class QuantSSM(Noisy):
     """The fake-quantized SSM of one block, implementing the SSM interface of the graph.
 
+    Complex modes (S4D) or real ones (S4D-Real, :class:`~imssa.ssm.s4d_real.S4DRealLayer`): the
+    quantizers take either; a real A_bar on the ``polar`` grid has a log-decay grid alone.
+
     Args:
-        layer: the float S4D layer. ``continuous`` keeps it (as ``params``) and trains its
-            log_A_real, A_imag, log_dt (discretize, then quantize); ``discrete`` owns A_bar,
+        layer: the float diagonal SSM layer. ``continuous`` keeps it (as ``params``) and trains
+            its log_A_real, (A_imag,) log_dt (discretize, then quantize); ``discrete`` owns A_bar,
             B_bar, C, D initialized from its discretization; ``frozen-a`` the same with A_bar fixed.
         path: ``blocks.<i>.ssm``.
         config: the quantization config.
         parameterization: one of :data:`PARAMETERIZATIONS`.
     """
 
-    def __init__(self, layer: S4DLayer, path: str, config: QuantConfig, parameterization: str):
+    def __init__(self, layer: DiagonalSSM, path: str, config: QuantConfig,
+                 parameterization: str):
         super().__init__()
         H, N2 = layer.log_A_real.shape
         self.parameterization = parameterization
         if parameterization == "continuous":
-            self.params: S4DLayer | DiscreteParams = layer
+            self.params: DiagonalSSM | DiscreteParams = layer
         else:
             with torch.no_grad():
                 self.params = DiscreteParams(layer.discrete(), parameterization == "discrete")
@@ -184,7 +193,7 @@ class QuantSSM(Noisy):
         self.q = nn.ModuleDict(q)
 
     def float_tensors(self) -> dict[str, Tensor]:
-        """Full-precision A_bar, B_bar, C (H, N/2) complex and D (H,)."""
+        """Full-precision A_bar, B_bar, C ((H, N/2) complex or (H, N) real) and D (H,)."""
         ssm = self.params.discrete()
         return {"A_bar": ssm.A_bar, "B_bar": ssm.B_bar, "C": ssm.C, "D": ssm.D}
 
@@ -196,11 +205,14 @@ class QuantSSM(Noisy):
         """The discrete SSM as the quantized model uses it (clean)."""
         return DiscreteSSM(**self.quantized())
 
-    def _forward_ssm(self) -> DiscreteSSM:
+    def _forward_ssm(self) -> tuple[DiscreteSSM, ReadNoise | None]:
+        """The SSM of this forward (noisy in training) and its per-step read noise."""
         ssm = self.discrete()
         noise = self.active_noise()
-        return ssm if noise is None else noisy_ssm(ssm, noise, self.noise_generator,
-                                                   tuple(self.noise_on))
+        if noise is None:
+            return ssm, None
+        return (noisy_ssm(ssm, noise, self.noise_generator, tuple(self.noise_on)),
+                read_noise(ssm, noise, self.noise_generator, tuple(self.noise_on)))
 
     def state_quant(self) -> StateQuant | None:
         """The per-step state quantizer as the scan takes it (None: exact state, or observing)."""
@@ -210,7 +222,7 @@ class QuantSSM(Noisy):
     def forward(self, u: Tensor, mode: str = "conv") -> Tensor:
         """u: (B, L, H) -> y: (B, L, H), fake-quantized in ``recurrent`` or ``conv`` mode."""
         check_mode(mode)
-        ssm = self._forward_ssm()  # once per forward, shared by all steps
+        ssm, reads = self._forward_ssm()  # once per forward, shared by all steps
         u = self.q["input"](u)
         qx = self.q["x"]
         if qx.observer is not None:
@@ -219,9 +231,9 @@ class QuantSSM(Noisy):
             conv_input = self.q["conv_input"] if "conv_input" in self.q else None
             if conv_input is not None and conv_input.observer is not None:
                 conv_input.observer.observe(u)
-            y = ssm_scan(ssm.A_bar, ssm.B_bar, ssm.C, ssm.D, u, self.state_quant())
+            y = ssm_scan(ssm.A_bar, ssm.B_bar, ssm.C, ssm.D, u, self.state_quant(), reads)
         else:
-            K, u_conv = ssm.kernel(u.shape[-2]), u  # K: (H L)
+            K, u_conv = signed_kernel(ssm, u.shape[-2]), u  # K: (H L)
             if qx.enabled:
                 K, u_conv = self.q["kernel"](K), self.q["conv_input"](u)
             y = fft_conv(u_conv, K) + ssm.D * u
@@ -240,8 +252,22 @@ class QuantSSM(Noisy):
         sq = self.state_quant()
         if sq is not None:
             x = sq(x)
-        y = 2 * torch.einsum("hn,...hn->...h", ssm.C, x).real + ssm.D * u
+        y = readout(ssm.C, x) + ssm.D * u
         return self.q["output"](y), (ssm, x)
+
+
+def signed_kernel(ssm: DiscreteSSM, L: int) -> Tensor:
+    """The convolution kernel (H, L) of ``ssm`` (:meth:`DiscreteSSM.kernel`), also where noise
+    has pushed a real A_bar to or below 0 (a fast mode programmed directly): A_bar^l is then
+    sign^l |A_bar|^l, through :func:`imssa.ssm.s4d.ssm_kernel` for each sign."""
+    A = ssm.A_bar
+    if A.is_complex() or not bool((A <= 0).any()):
+        return ssm.kernel(L)
+    log_mag = torch.log(A.abs().clamp_min(_TINY))  # A_bar = 0: A^0 = 1, A^l ~ 0 after
+    neg = (A < 0).to(A.dtype)
+    CB = ssm.C * ssm.B_bar
+    alternating = 1 - 2 * (torch.arange(L, device=A.device) % 2).to(A.dtype)  # (-1)^l
+    return ssm_kernel(CB * (1 - neg), log_mag, L) + alternating * ssm_kernel(CB * neg, log_mag, L)
 
 
 @torch.no_grad()
@@ -249,8 +275,9 @@ def _observe_state(obs: RangeObserver, ssm: DiscreteSSM, u: Tensor) -> None:
     """Feed every state x[k] (full precision) of a calibration batch to the state observer."""
     Bsz, L, H = u.shape
     N2 = ssm.A_bar.shape[1]
-    obs.start(Bsz * L * H * N2 * 2 // math.prod(obs.group_shape))
-    chunk = max(1, _STATE_CHUNK // (Bsz * H * N2 * 2))
+    parts = 2 if ssm.A_bar.is_complex() else 1
+    obs.start(Bsz * L * H * N2 * parts // math.prod(obs.group_shape))
+    chunk = max(1, _STATE_CHUNK // (Bsz * H * N2 * parts))
     x = ssm.init_state(Bsz)  # (B H N/2)
     steps = []
     for k in range(L):

@@ -3,27 +3,30 @@ weights during QAT, re-drawn at every training forward (QS4D, Siegel et al. 2025
 Nat. Commun. 11, 2473 (2020), for training through a PCM noise model).
 
 A tensor the crossbar holds is perturbed after fake quantization (the devices are programmed to
-the quantized values):
+the quantized values), in the mapped domain of the chosen state-transition form and relative to
+the conductance scale that form gives (:mod:`imssa.quant.scales`, the one place the scales are
+computed): ``transition`` ``direct`` (the array holds A_bar) or ``increment`` (it holds
+A_bar - 1, sharing one scale per mode with B_bar), ``granularity`` ``tensor``, ``channel`` or
+``mode``, the words of :class:`imssa.mapping.MappingConfig`. The noise is drawn per held entry
+(real and imaginary parts independently):
 
-- ``gaussian``: W_noisy = W + sigma * max|W| * N(0, 1), one draw per element. max|W| is taken
-  per crossbar tensor (one w_max, as :mod:`imssa.mapping` maps it by default): over the real and
-  imaginary parts of a complex SSM tensor, over weight and bias of a dense layer (the bias is
-  the crossbar's last column). Real and imaginary parts get independent draws.
-- ``pcm``: each weight is programmed as the conductance g_T = |w| / w_max * g_max on one PCM
-  device, and perturbed by that device's programming std (:meth:`PCMDevice.programming_std`, the
-  aihwkit ``PCMLikeNoiseModel`` fit), converted back to weight units and times sigma:
-  W_noisy = W + sigma * sigma_P(g_T) * w_max / g_max * N(0, 1). sigma = 1 is the fitted device;
-  the ratio sigma_P / g_max does not depend on g_max. Kept simple on purpose: the partner device
-  of the differential pair, the clip of g at 0, drift and read noise are left out.
+- ``gaussian``: std sigma * scale;
+- ``pcm``: the PCM programming std at the mapped conductance g_T = |held| / scale * g_max, times
+  sigma, in weight units (:func:`imssa.quant.scales.programming_std`; sigma = 1 is the fitted
+  device). The partner device of the pair, the clip of g at 0 and drift are left out.
+
+The increment form's exact digital 1 is added back, so A_bar's error is the array's error on
+A_bar - 1: for a slow mode, sigma times its own |A_bar - 1| instead of sigma times ~1.
+
+``read_sigma`` adds per-step read noise in recurrent mode: A_bar and B_bar are read afresh at
+every step with std read_sigma * scale (:class:`imssa.ssm.scan.ReadNoise`).
 
 The noise is an additive constant for autograd (straight-through: d W_noisy / d W = 1). An
-all-zero tensor (w_max = 0) is left unchanged by both kinds.
-
-A perturbed A_bar is pulled back inside the unit circle (|A_bar| <= :data:`A_BAR_MAX_ABS`, phase
-kept): noise of a few percent of max|A_bar| ~ 1 would otherwise put slow modes outside it, and
-A_bar^L explodes over a 784-step sequence (a chip's state register and ADC saturate instead; a
-convolution kernel cannot). The slow modes that noise would destabilize are thus trained at the
-edge of stability, as the crossbar's saturating periphery runs them.
+all-zero group (scale 0) is left unchanged. There is no pull-back of a noisy A_bar into the unit
+circle, because the chip has none: a mode whose 1 - |A_bar| is below its error leaves the circle
+and its state grows, until the state register clips it (recurrent mode with the state x
+quantized: its range, or ``QuantSpec.bound``), or training keeps a margin
+(:mod:`imssa.quant.margin`).
 
 Components (``--train-noise-on``) are :mod:`imssa.names` selectors: the aliases A, B, C, D (the
 discrete SSM of every layer), encoder, mix, decoder (dense weight and bias), or paths
@@ -32,6 +35,7 @@ discrete SSM of every layer), encoder, mix, decoder (dense weight and bias), or 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -40,15 +44,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from imssa.devices.pcm import PCMConfig, PCMDevice
 from imssa.errors import ImssaError
 from imssa.names import ALIASES, SSM_TENSORS, layer_generic, select, tensor_names
+from imssa.quant.scales import (
+    NOISE_KINDS,
+    check_form,
+    conductance_scales,
+    held_values,
+    programming_std,
+    real_scale,
+)
 from imssa.ssm.s4d import DiscreteSSM
+from imssa.ssm.scan import ReadNoise
 
 NOISE_COMPONENTS = ("A", "B", "C", "D", "encoder", "mix", "decoder")
-NOISE_KINDS = ("gaussian", "pcm")
-_PCM = PCMDevice(PCMConfig())  # the fitted device; sigma_P / g_max is independent of g_max
-A_BAR_MAX_ABS = 1.0 - 1e-4  # bound of a noisy A_bar's magnitude during noise-aware training
 _GENERIC = list(dict.fromkeys(layer_generic(n) for n in tensor_names(1)))  # noisy tensors
 
 
@@ -57,32 +66,44 @@ class WeightNoiseConfig:
     """Noise injected into the crossbar weights at every training forward.
 
     Attributes:
-        sigma: >= 0. ``gaussian``: std relative to the tensor's max |w|; ``pcm``: multiple of the
-            PCM programming std (1 = the fitted device). 0 turns the noise off.
+        sigma: >= 0. ``gaussian``: std relative to the held value's conductance scale; ``pcm``:
+            multiple of the PCM programming std (1 = the fitted device). 0: no programming noise.
         components: which weights get noise: :mod:`imssa.names` selectors (default
             :data:`NOISE_COMPONENTS`, every crossbar tensor; ``("A",)`` as in QS4D). A
             comma-separated string and ``"all"`` are accepted.
         kind: ``gaussian`` or ``pcm`` (see the module docstring).
+        transition: ``direct`` (the array holds A_bar) or ``increment`` (A_bar - 1), as
+            :class:`imssa.mapping.MappingConfig`'s field of that name.
+        granularity: the conductance scale per ``tensor``, ``channel`` or ``mode``
+            (:mod:`imssa.quant.scales`).
+        read_sigma: >= 0, per-step read noise of A_bar and B_bar relative to their scale, in
+            recurrent-mode forwards (conv mode has no steps); 0: none.
     """
 
     sigma: float = 0.0
     components: tuple[str, ...] = NOISE_COMPONENTS
     kind: str = "gaussian"
+    transition: str = "direct"
+    granularity: str = "tensor"
+    read_sigma: float = 0.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.sigma, bool) or not isinstance(self.sigma, (int, float)) \
-                or not math.isfinite(self.sigma) or self.sigma < 0:
-            raise ImssaError(f"WeightNoiseConfig.sigma must be a finite number >= 0 (0 = no "
-                             f"noise), got {self.sigma!r}")
-        object.__setattr__(self, "sigma", float(self.sigma))
+        for name in ("sigma", "read_sigma"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or value < 0:
+                raise ImssaError(f"WeightNoiseConfig.{name} must be a finite number >= 0 (0 = no "
+                                 f"noise), got {value!r}")
+            object.__setattr__(self, name, float(value))
         object.__setattr__(self, "components", parse_components(self.components))
         if self.kind not in NOISE_KINDS:
             raise ImssaError(f"WeightNoiseConfig.kind must be one of {', '.join(NOISE_KINDS)}, "
                              f"got {self.kind!r}")
+        check_form(self.transition, self.granularity)
 
     @property
     def enabled(self) -> bool:
-        return self.sigma > 0
+        return self.sigma > 0 or self.read_sigma > 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -125,75 +146,92 @@ def noise_targets(config: WeightNoiseConfig, universe: Sequence[str], *,
     return [n for n in universe if n in picked]
 
 
-def _real(t: Tensor) -> Tensor:
-    return torch.view_as_real(t) if t.is_complex() else t
+def perturb(tensors: Mapping[str, Tensor], config: WeightNoiseConfig,
+            generator: torch.Generator | None = None,
+            selected: Sequence[str] | None = None) -> dict[str, Tensor]:
+    """The tensors of one part with the ``selected`` ones (default: all) perturbed by one draw of
+    programming noise in the mapped domain (module docstring); the others returned as they are.
+
+    Args:
+        tensors: one part's tensors by name (:func:`imssa.quant.scales.conductance_scales`).
+        config: sigma, kind, transition and granularity (``components`` is not consulted here).
+        generator: source of the draws; the global RNG of the tensors' device if None.
+
+    Returns:
+        name -> tensor, same shapes and dtypes; the inputs themselves when sigma is 0.
+        Gradients pass straight through (the noise is a constant).
+    """
+    names = list(tensors) if selected is None else [n for n in tensors if n in selected]
+    if config.sigma == 0 or not names:
+        return dict(tensors)
+    scales = conductance_scales(tensors, config.transition, config.granularity)
+    out = dict(tensors)
+    with torch.no_grad():
+        noise = {}
+        for n in names:
+            t = tensors[n].detach()
+            held = held_values(n, t, config.transition)
+            std = programming_std(held, real_scale(t, scales[n]), config.sigma, config.kind)
+            z = torch.randn(held.shape, generator=generator, dtype=held.dtype, device=held.device)
+            noise[n] = torch.view_as_complex(std * z) if t.is_complex() else std * z
+    for n in names:  # the increment form's exact 1 cancels: A_bar + e = (A_bar - 1 + e) + 1
+        out[n] = tensors[n] + noise[n]
+    return out
 
 
 def add_noise(tensors: Sequence[Tensor], config: WeightNoiseConfig,
               generator: torch.Generator | None = None) -> tuple[Tensor, ...]:
-    """Perturb the tensors of one crossbar array (they share one w_max), whatever the components.
-
-    Args:
-        tensors: real or complex tensors, e.g. (weight, bias) of a dense layer or one SSM tensor.
-        config: sigma and kind (``components`` is not consulted here).
-        generator: source of the draws; the global RNG of the tensors' device if None.
-
-    Returns:
-        The perturbed tensors, same shapes and dtypes; the inputs themselves when sigma is 0.
-        Gradients pass straight through (the noise is a constant).
-    """
-    if not config.enabled or not tensors:
-        return tuple(tensors)
-    with torch.no_grad():
-        w_max = torch.stack([_real(t).detach().abs().amax() if t.numel() else
-                             torch.zeros((), dtype=_real(t).dtype, device=t.device)
-                             for t in tensors]).amax()  # ()
-        safe = torch.where(w_max > 0, w_max, torch.ones_like(w_max))
-        out = []
-        for t in tensors:
-            r = _real(t).detach()
-            z = torch.randn(r.shape, generator=generator, dtype=r.dtype, device=r.device)
-            if config.kind == "gaussian":
-                std = config.sigma * w_max
-            else:  # pcm: programming std at g_T = |w| / w_max * g_max, back in weight units
-                g_max = _PCM.config.g_max
-                std = config.sigma * _PCM.programming_std(r.abs() / safe * g_max) / g_max * w_max
-            noise = torch.where(w_max > 0, std * z, torch.zeros_like(z))
-            out.append(torch.view_as_complex(noise) if t.is_complex() else noise)
-    return tuple(t + n for t, n in zip(tensors, out))
+    """Perturb the tensors of one crossbar array that share its scale (a dense layer's weight
+    and bias, or one tensor), held as they are, at the config's granularity (channel = first
+    axis). See :func:`perturb`."""
+    keyed = dict(zip(("weight", "bias"), tensors)) if len(tensors) == 2 else \
+        {str(i): t for i, t in enumerate(tensors)}
+    if len(tensors) > 2:
+        raise ImssaError("add_noise takes one tensor or a (weight, bias) pair of one array")
+    out = perturb(keyed, dataclasses.replace(config, transition="direct"), generator)
+    return tuple(out.values())
 
 
 def noisy_ssm(ssm: DiscreteSSM, config: WeightNoiseConfig,
               generator: torch.Generator | None = None,
               tensors: Sequence[str] = SSM_TENSORS) -> DiscreteSSM:
-    """The discrete SSM with ``tensors`` (of A_bar, B_bar, C, D) perturbed, each with its own
-    w_max; a perturbed A_bar is kept inside the unit circle (module docstring)."""
-    parts = []
-    for name in SSM_TENSORS:
-        t = getattr(ssm, name)
-        if config.enabled and name in tensors:
-            t = add_noise((t,), config, generator)[0]
-            if name == "A_bar":  # a constant rescale: gradients pass straight through
-                t = t * (A_BAR_MAX_ABS / t.detach().abs().clamp_min(1e-30)).clamp(max=1.0)
-        parts.append(t)
-    return DiscreteSSM(*parts)
+    """The discrete SSM with ``tensors`` (of A_bar, B_bar, C, D) perturbed in the mapped domain
+    of the config's form (:func:`perturb`); no pull-back into the unit circle."""
+    parts = {n: getattr(ssm, n) for n in SSM_TENSORS}
+    return DiscreteSSM(**perturb(parts, config, generator, tensors))
+
+
+def read_noise(ssm: DiscreteSSM, config: WeightNoiseConfig,
+               generator: torch.Generator | None = None,
+               tensors: Sequence[str] = SSM_TENSORS) -> ReadNoise | None:
+    """The per-step read noise of A_bar and B_bar (where selected), std read_sigma * scale of the
+    config's form, for :func:`imssa.ssm.scan.ssm_scan`; None without read noise."""
+    if config.read_sigma == 0 or not {"A_bar", "B_bar"} & set(tensors):
+        return None
+    scales = conductance_scales({n: getattr(ssm, n) for n in SSM_TENSORS}, config.transition,
+                                config.granularity)
+    std = {n: config.read_sigma * scales[n] if n in tensors else torch.zeros_like(scales[n])
+           for n in ("A_bar", "B_bar")}
+    return ReadNoise(std["A_bar"], std["B_bar"], generator)
 
 
 def noisy_weights(weights: Mapping[str, Tensor], config: WeightNoiseConfig,
                   generator: torch.Generator | None = None) -> dict[str, Tensor]:
     """Perturb the selected tensors of a weight dict (paths as :func:`quantized_weights`).
 
-    A dense layer's ``.weight`` and ``.bias`` share one w_max (one crossbar array); every other
-    tensor has its own. Unselected tensors are returned as they are.
+    The tensors of one part (a dense layer's weight and bias; an SSM layer's A_bar, B_bar, C,
+    D) are perturbed together (:func:`perturb`), so they get the scales of the config's form.
+    Unselected tensors are returned as they are.
     """
     picked = set(noise_targets(config, list(weights), strict=False))
-    groups: dict[str, list[str]] = {}
+    parts: dict[str, dict[str, str]] = {}
     for name in weights:
-        key = name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name
-        groups.setdefault(key, []).append(name)
+        path, _, tensor = name.rpartition(".")
+        parts.setdefault(path, {})[tensor] = name
     out = dict(weights)
-    for names in groups.values():
-        if picked & set(names):
-            noisy = dict(zip(names, add_noise([weights[n] for n in names], config, generator)))
-            out.update({n: noisy[n] for n in names if n in picked})
+    for names in parts.values():
+        chosen = [t for t, n in names.items() if n in picked]
+        if chosen:
+            noisy = perturb({t: weights[n] for t, n in names.items()}, config, generator, chosen)
+            out.update({names[t]: noisy[t] for t in chosen})
     return out

@@ -31,8 +31,8 @@ from imssa.quant.noise import WeightNoiseConfig, noise_targets
 from imssa.quant.observer import RangeObserver
 from imssa.quant.quantizer import FakeQuantizer, Quantizer
 from imssa.quant.spec import QuantConfig
-from imssa.ssm.model import S4DModel
-from imssa.ssm.s4d import S4DLayer, check_mode
+from imssa.ssm.model import SSM_KINDS, S4DModel
+from imssa.ssm.s4d import DiagonalSSM, check_mode
 
 
 def prepare(model: S4DModel, config: QuantConfig, *, parameterization: str = "continuous",
@@ -61,10 +61,11 @@ def prepare(model: S4DModel, config: QuantConfig, *, parameterization: str = "co
                          f"got {parameterization!r}")
     parts = [model.encoder, model.decoder, *(m for b in model.blocks for m in (b.ssm, b.mix))]
     if not (all(isinstance(m, nn.Linear) and not isinstance(m, QuantLinear) for m in parts[:2])
-            and all(isinstance(b.ssm, S4DLayer) and type(b.mix) is nn.Linear
+            and all(type(b.ssm) in SSM_KINDS.values() and type(b.mix) is nn.Linear
                     for b in model.blocks)):
         raise ImssaError("prepare needs a float S4DModel (nn.Linear encoder, mixing and decoder, "
-                         "S4DLayer SSMs); this one is already prepared or converted")
+                         "S4DLayer or S4DRealLayer SSMs); this one is already prepared or "
+                         "converted")
     n = model.cfg.n_layers
     config.check_layers(n)
     hard = config.hard_gelu(n)
@@ -165,8 +166,9 @@ def unfreeze_ranges(model: nn.Module) -> None:
 def parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     """Trainable parameters for the optimizer, by group.
 
-    ``ssm``: the SSM dynamics (continuous: log_A_real, A_imag, log_dt; discrete: A_bar;
-    frozen-a: none), for the small learning rate without weight decay of the reference run.
+    ``ssm``: the SSM dynamics (continuous: log_A_real, A_imag (complex modes), log_dt;
+    discrete: A_bar; frozen-a: none), for the small learning rate without weight decay of the
+    reference run.
     ``other``: every other trainable parameter.
     """
     _check_prepared(model)
@@ -174,7 +176,8 @@ def parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     for m in model.modules():
         if isinstance(m, QuantSSM):
             p = m.params
-            ssm += ([p.log_A_real, p.A_imag, p.log_dt] if isinstance(p, S4DLayer)
+            ssm += ([t for t in (p.log_A_real, getattr(p, "A_imag", None), p.log_dt)
+                     if t is not None] if isinstance(p, DiagonalSSM)
                     else [p.A_bar] if isinstance(p.A_bar, nn.Parameter) else [])
     ids = {id(p) for p in ssm}
     return {"ssm": [p for p in ssm if p.requires_grad],

@@ -230,6 +230,9 @@ class PolarQuantizer(Quantizer):
     2 * bits, as on the Cartesian grid. Every level has |A_bar| = exp(-rho_q) with
     rho_q >= RHO_MIN > 0: stable by construction, even if training pushed |A_bar| >= 1.
     The gradient passes straight through (identity) to A_bar.
+
+    A real A_bar (S4D-Real) has the log-decay grid alone, phase 0: every level is a real number
+    in (0, 1), and all ``bits`` go to the decay.
     """
 
     log_rho_lo: Tensor
@@ -303,12 +306,16 @@ class PolarQuantizer(Quantizer):
         qmax_t = 2 ** (bits - 1) - 1
         log_rho, theta = self.decompose(A_bar.detach())  # (H N/2)
         q_l = torch.clamp(torch.round((log_rho - lo) / step_l), 0, 2**bits - 1)
+        mag = torch.exp(-torch.exp(lo + q_l * step_l))
+        if not A_bar.is_complex():
+            return mag + (A_bar - A_bar.detach())  # the log-decay grid, phase 0
         q_t = torch.clamp(torch.round(theta / step_t), -qmax_t, qmax_t)
-        A_q = torch.polar(torch.exp(-torch.exp(lo + q_l * step_l)), q_t * step_t)
+        A_q = torch.polar(mag, q_t * step_t)
         return A_q + (A_bar - A_bar.detach())  # exactly A_q, identity gradient
 
     def levels(self, A_bar: Tensor | None = None) -> Tensor:
-        """All representable values per group, (G, 2^b * (2^b - 1)) complex."""
+        """All representable values per group, (G, 2^b * (2^b - 1)) complex; (G, 2^b) real for
+        a real A_bar."""
         bits = self.spec.bits or 2
         lo, step_l, step_t = self._grid(A_bar)
         qmax_t = 2 ** (bits - 1) - 1
@@ -316,6 +323,8 @@ class PolarQuantizer(Quantizer):
         q_l = torch.arange(2**bits, device=dev, dtype=lo.dtype)
         q_t = torch.arange(-qmax_t, qmax_t + 1, device=dev, dtype=lo.dtype)
         mag = torch.exp(-torch.exp(lo.reshape(-1, 1) + q_l * step_l.reshape(-1, 1)))  # (G 2^b)
+        if A_bar is not None and not A_bar.is_complex():
+            return mag
         phase = q_t * step_t.reshape(-1, 1)  # (G 2^b - 1)
         return torch.polar(mag.unsqueeze(2).expand(-1, -1, phase.shape[1]),
                            phase.unsqueeze(1).expand(-1, mag.shape[1], -1)).flatten(1)

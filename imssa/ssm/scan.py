@@ -2,7 +2,9 @@
 
 x[k] = Q(A_bar x[k-1] + B_bar u[k]),  y[k] = 2 Re(sum_n C x[k]) + D u[k]
 
-Q rounds real and imaginary parts to one integer grid per (channel, mode) and clips them to
+for complex modes (S4D; the factor 2 is the implied conjugate half), y[k] = sum_n C x[k] + D u[k]
+for real ones (S4D-Real): :func:`imssa.ssm.s4d.readout` is the readout. Q rounds the state (real
+and imaginary parts of a complex one) to one integer grid per (channel, mode) and clips it to
 [qmin, qmax] (the state bound); gradients pass straight through inside the range (STE). Rounding
 is to nearest, or stochastic (floor(v / scale + U), U ~ Uniform[0, 1) drawn per element and
 step: unbiased, so slow modes whose per-step change is below half a step still integrate).
@@ -14,7 +16,8 @@ their own backward (:mod:`imssa.ssm.scan_triton`), one launch per sequence batch
 ten per step. ``ssm_scan`` picks one; the environment variable ``IMSSA_SCAN`` overrides the choice:
 
 - unset or ``auto``: Triton for float32/complex64 tensors on CUDA when triton imports, else the
-  reference;
+  reference (the fused kernels are complex64-only: real modes, and per-step read noise, always
+  take the reference);
 - ``triton``: Triton wherever the dtypes allow, also on CPU (set ``TRITON_INTERPRET=1`` before
   triton is first imported to run the kernels in Triton's interpreter, for tests); complex128
   still takes the reference;
@@ -30,13 +33,14 @@ import torch
 from torch import Tensor
 
 from imssa.errors import ImssaError
+from imssa.ssm.s4d import readout
 
 SCAN_BACKENDS: tuple[str, str, str] = ("auto", "triton", "reference")
 
 
 @dataclass(frozen=True)
 class StateQuant:
-    """Fake quantization of the complex state; real and imaginary parts share scale and zero.
+    """Fake quantization of the state (complex: real and imaginary parts share scale and zero).
 
     Attributes:
         scale: broadcastable to (H, N/2), > 0. A constant: no gradient flows to it.
@@ -58,7 +62,10 @@ class StateQuant:
                              f"qmax={self.qmax}")
 
     def __call__(self, x: Tensor) -> Tensor:
-        """Fake-quantize a complex state with a straight-through gradient inside the range."""
+        """Fake-quantize a real or complex state with a straight-through gradient inside the
+        range."""
+        if not x.is_complex():
+            return self._real(x)
         return torch.complex(self._real(x.real), self._real(x.imag))
 
     def bounds(self) -> tuple[Tensor, Tensor]:
@@ -91,16 +98,49 @@ def ste_quantize(v: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax: 
     return vq + (v_clipped - v_clipped.detach())
 
 
+@dataclass(frozen=True)
+class ReadNoise:
+    """Per-step read noise of the array that holds A_bar and B_bar: every step reads
+    A_bar + std_A z and B_bar + std_B z' with fresh z, z' ~ N(0, 1) per entry (real and
+    imaginary parts independent), a constant for autograd.
+
+    Attributes:
+        std_A, std_B: real tensors broadcastable to (H, modes), in the tensors' own units.
+        generator: source of the draws; None: torch's global RNG.
+    """
+
+    std_A: Tensor
+    std_B: Tensor
+    generator: torch.Generator | None = None
+
+    def draw(self, t: Tensor, std: Tensor, batch: int) -> Tensor:
+        """t perturbed for one step, one draw per batch element: (B, *t.shape)."""
+        real = torch.view_as_real(t) if t.is_complex() else t
+        z = torch.randn((batch, *real.shape), generator=self.generator, dtype=real.dtype,
+                        device=real.device)
+        noise = z * (std.unsqueeze(-1) if t.is_complex() else std)
+        return t + (torch.view_as_complex(noise) if t.is_complex() else noise)
+
+
 def ssm_scan_reference(A_bar: Tensor, B_bar: Tensor, C: Tensor, D: Tensor, u: Tensor,
-                       state_quant: StateQuant | None = None) -> Tensor:
-    """Plain per-step PyTorch loop (autograd through every step). u: (B, L, H) -> y: (B, L, H)."""
-    x = torch.zeros((u.shape[0], *A_bar.shape), dtype=A_bar.dtype, device=u.device)  # (B H N/2)
+                       state_quant: StateQuant | None = None,
+                       read_noise: ReadNoise | None = None) -> Tensor:
+    """Plain per-step PyTorch loop (autograd through every step). u: (B, L, H) -> y: (B, L, H).
+
+    Complex or real modes (the dtype of A_bar); ``read_noise`` perturbs A_bar and B_bar afresh
+    at every step (:class:`ReadNoise`).
+    """
+    x = torch.zeros((u.shape[0], *A_bar.shape), dtype=A_bar.dtype, device=u.device)  # (B H N)
     ys = []
     for k in range(u.shape[1]):
-        x = A_bar * x + B_bar * u[:, k, :, None]
+        A, Bb = A_bar, B_bar
+        if read_noise is not None:
+            A = read_noise.draw(A_bar, read_noise.std_A, u.shape[0])  # (B H N)
+            Bb = read_noise.draw(B_bar, read_noise.std_B, u.shape[0])
+        x = A * x + Bb * u[:, k, :, None]
         if state_quant is not None:
             x = state_quant(x)
-        ys.append(2 * torch.einsum("hn,bhn->bh", C, x).real)
+        ys.append(readout(C, x, "hn,bhn->bh"))
     return torch.stack(ys, dim=1) + D * u
 
 
@@ -142,12 +182,15 @@ def _triton_available() -> bool:
 
 def _check_shapes(A_bar: Tensor, B_bar: Tensor, C: Tensor, D: Tensor, u: Tensor) -> None:
     if A_bar.ndim != 2:
-        raise ImssaError(f"A_bar must have shape (H, N/2), got {tuple(A_bar.shape)}")
+        raise ImssaError(f"A_bar must have shape (H, modes), got {tuple(A_bar.shape)}")
     H = A_bar.shape[0]
     for name, t in (("B_bar", B_bar), ("C", C)):
         if t.shape != A_bar.shape:
             raise ImssaError(f"{name} must have the shape of A_bar {tuple(A_bar.shape)}, "
                              f"got {tuple(t.shape)}")
+        if t.is_complex() != A_bar.is_complex():
+            raise ImssaError(f"{name} must be {'complex' if A_bar.is_complex() else 'real'} like "
+                             f"A_bar, got {t.dtype}")
     if D.shape != (H,):
         raise ImssaError(f"D must have shape (H,) = ({H},), got {tuple(D.shape)}")
     if u.ndim != 3 or u.shape[-1] != H:
@@ -155,20 +198,22 @@ def _check_shapes(A_bar: Tensor, B_bar: Tensor, C: Tensor, D: Tensor, u: Tensor)
 
 
 def ssm_scan(A_bar: Tensor, B_bar: Tensor, C: Tensor, D: Tensor, u: Tensor,
-             state_quant: StateQuant | None = None) -> Tensor:
+             state_quant: StateQuant | None = None,
+             read_noise: ReadNoise | None = None) -> Tensor:
     """Recurrent SSM output y (B, L, H) for input u (B, L, H), the state quantized every step.
 
     Gradients flow to A_bar, B_bar, C, D and u (for complex tensors, dL/dRe + i dL/dIm, as
     PyTorch's autograd gives), not to the quantizer's scale and zero point.
 
     Args:
-        A_bar, B_bar, C: (H, N/2) complex. D: (H,) real.
+        A_bar, B_bar, C: (H, N/2) complex, or (H, N) real (S4D-Real). D: (H,) real.
         u: (B, L, H) real.
         state_quant: fake quantization of the state after every step; None keeps it exact.
+        read_noise: per-step read noise of A_bar and B_bar (the reference scan only).
     """
     _check_shapes(A_bar, B_bar, C, D, u)
-    if scan_backend(A_bar, B_bar, C, u) == "reference":
-        return ssm_scan_reference(A_bar, B_bar, C, D, u, state_quant)
+    if read_noise is not None or scan_backend(A_bar, B_bar, C, u) == "reference":
+        return ssm_scan_reference(A_bar, B_bar, C, D, u, state_quant, read_noise)
     from imssa.ssm.scan_triton import ssm_scan_triton
 
     if state_quant is None:
