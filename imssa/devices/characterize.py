@@ -8,7 +8,6 @@ drifted and read conductances as an xarray Dataset; ``plot_characterization`` dr
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import xarray as xr
 
 from imssa.devices.base import Device, check_time
 from imssa.errors import ImssaError
+from imssa.files import atomic_write
 
 QUANTILES: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 _UNITS = "uS"  # ASCII, so every NetCDF backend stores it
@@ -155,14 +155,9 @@ def plot_characterization(ds: xr.Dataset, path: str | os.PathLike) -> Path:
         ax.legend(fontsize=8)
     fig.suptitle(ds.attrs.get("title", "device characterization"))
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png",
+                                                   dpi=120))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
