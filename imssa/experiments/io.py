@@ -83,7 +83,7 @@ def _convert(text: str, kind: Any) -> Any:
                     return _convert(text, arg)
                 except ValueError:
                     pass
-        raise ValueError(" or ".join("None" if a is type(None) else _type_name(a) for a in args))
+        raise ValueError(_describe(kind))
     if origin is typing.Literal:
         if text.strip() in args:
             return text.strip()
@@ -189,7 +189,8 @@ def config_from_dict(cls: type, data: Any, where: str) -> Any:
         raise ImssaError(f"{where} holds invalid {cls.__name__} values ({err})") from None
 
 
-def load_tensors(path: str | Path, what: str = "file") -> Any:
+def load_tensors(path: str | Path, what: str = "file",
+                 remedy: str = "restore it or recompute it") -> Any:
     """``torch.load`` of a file imssa wrote (tensors, dicts, lists, numbers only: weights_only),
     onto the CPU. A missing, empty, truncated or foreign file raises one ImssaError naming it."""
     path = Path(path)
@@ -203,12 +204,12 @@ def load_tensors(path: str | Path, what: str = "file") -> Any:
         if _is_zip(path):  # a torch.save archive holding code objects: not ours
             raise ImssaError(f"{what} {path} holds objects other than tensors and plain data, so "
                              "it was not written by imssa; imssa does not load it") from None
-        raise ImssaError(f"{what} {path} is not a PyTorch file (corrupt or foreign); restore it "
-                         "or recompute it") from None
+        raise ImssaError(f"{what} {path} is not a PyTorch file (corrupt or foreign); {remedy}"
+                         ) from None
     except (OSError, RuntimeError, EOFError, ValueError, TypeError, AttributeError,
             IndexError, KeyError, MemoryError, UnicodeDecodeError):
-        raise ImssaError(f"{what} {path} is empty, truncated or not a PyTorch file; restore it or "
-                         "recompute it") from None
+        raise ImssaError(f"{what} {path} is empty, truncated or not a PyTorch file; {remedy}"
+                         ) from None
 
 
 def _is_zip(path: Path) -> bool:

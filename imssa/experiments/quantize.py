@@ -24,9 +24,16 @@ import torch
 
 from imssa.data import Split, TaskData, load_task
 from imssa.errors import ImssaError
-from imssa.experiments.io import atomic_save, environment, parse_value, read_json, write_json
+from imssa.experiments.io import atomic_save, environment, parse_field, read_json, write_json
 from imssa.experiments.train import TrainConfig, accuracy, load_run, resolve_device, train_epochs
-from imssa.quant import PARAMETERIZATIONS, QuantizedS4D, calibrate, make_config, memory_footprint
+from imssa.quant import (
+    PARAMETERIZATIONS,
+    QuantizedS4D,
+    QuantSpec,
+    calibrate,
+    make_config,
+    memory_footprint,
+)
 from imssa.quant.noise import NOISE_COMPONENTS, WeightNoiseConfig
 
 QAT_PARAMETERIZATIONS = (*PARAMETERIZATIONS, "polar")
@@ -117,7 +124,10 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
         target, dot, name = key.rpartition(".")
         if not sep or not dot:
             raise ImssaError(f"--set {item!r}: expected TARGET.FIELD=VALUE, e.g. x.bits=6")
-        out.setdefault(target, {})[name] = parse_value(value)
+        try:  # typed by the QuantSpec field: strict booleans, numbers that are numbers
+            out.setdefault(target, {})[name] = parse_field(QuantSpec, name, value)
+        except ImssaError as err:
+            raise ImssaError(f"--set {item!r}: {err}") from None
     return out
 
 

@@ -188,7 +188,7 @@ def model_forward(model: S4DModel, mode: str) -> Forward:
 
 def _load_checkpoint(path: Path, config: dict, device: torch.device) -> dict:
     """The checkpoint at ``path``, checked to belong to the run ``config`` describes."""
-    ckpt = load_tensors(path, "checkpoint")
+    ckpt = load_tensors(path, "checkpoint", "delete it to start the run over")
     if not isinstance(ckpt, dict) or not {"model", "optimizer", "scheduler", "history", "epoch",
                                           "rng"} <= ckpt.keys():
         raise ImssaError(f"checkpoint {path} lacks the training state imssa writes; it comes "
