@@ -30,6 +30,14 @@ class Parser(argparse.ArgumentParser):
         self.aliases: dict[str, str] = {}  # a library function's argument name -> its flag
         self.set_defaults(parser=self)
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        namespace, extras = super().parse_known_args(args, namespace)
+        for action in self._actions:  # argparse turns `--flag=--` into [] without converting it
+            if (type(action) is argparse._StoreAction and action.nargs is None
+                    and getattr(namespace, action.dest, None) == []):
+                self.error(f"argument {action.option_strings[0]}: expected one value")
+        return namespace, extras
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,10 @@ def parse_conductances(text: str) -> list[float]:
         try:
             values.append(float(item))
         except ValueError:
+            values.append(math.nan)
+        if not math.isfinite(values[-1]):
             raise ImssaError(f"--g-targets: cannot read {item.strip()!r} as a conductance (µS); "
-                             "write numbers separated by commas, e.g. 1,5,25") from None
+                             "write numbers separated by commas, e.g. 1,5,25")
     return values
 
 
@@ -40,6 +43,10 @@ def _characterize(args: argparse.Namespace) -> None:
     cfg = device.config
     g_targets = parse_conductances(args.g_targets) if args.g_targets else \
         [cfg.g_min + f * (cfg.g_max - cfg.g_min) for f in TARGET_FRACTIONS]
+    outside = [g for g in g_targets if not cfg.g_min <= g <= cfg.g_max]
+    if outside:
+        raise ImssaError(f"--g-targets {', '.join(f'{g:g}' for g in outside)} µS lie outside the "
+                         f"device's window [{cfg.g_min:g}, {cfg.g_max:g}] µS")
     times = parse_times(args.t_inference)
     out = Path(args.out)
     plot = check_figure_path(args.plot or out.with_suffix(".png"), "--plot")
