@@ -71,7 +71,7 @@ def run_demo(out: str | Path = Path("runs/demo"), device: str = "auto") -> dict:
                      out / "simulation_A_digital.nc")
 
     print("[6/6] plotting accuracy against drift time")
-    plot_demo({"PCM, all analog": sim, "PCM, A_bar digital": sim_a}, rec,
+    plot_demo({"PCM, all analog": sim, r"PCM, $\bar{A}$ kept digital": sim_a}, rec,
               f"{cfg.model} on {cfg.task}: 5 PCM chips, 8-bit DAC/ADC, global drift compensation",
               out / "accuracy_vs_time.png")
 
@@ -129,10 +129,10 @@ def plot_demo(curves: dict[str, xr.Dataset], digital: float, title: str, path: P
     ax.set_xscale("log")
     ax.set_xticks(times, [format_time(float(t)) for t in times])
     ax.minorticks_off()
-    ax.set(xlabel="time since programming", ylim=(0, 100), title=title,
+    ax.set(xlabel="time since programming", ylim=(0, 105), title=title,
            ylabel=f"test accuracy (% correct), mean ± std of {n_chips} chips")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="center right")
     fig.tight_layout()
     try:
         atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=150))

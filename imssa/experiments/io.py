@@ -183,8 +183,9 @@ def config_from_dict(cls: type, data: Any, where: str) -> Any:
                          "another version or kind of run")
     try:
         return cls(**data)
-    except ImssaError as err:
-        raise ImssaError(f"{where}: {err}") from None
+    except ImssaError as err:  # "Class field x", not "Class.x": the CLI maps the latter to flags
+        raise ImssaError(f"{where}: {str(err).replace(f'{cls.__name__}.', f'{cls.__name__} field ')}"
+                         ) from None
     except (TypeError, ValueError) as err:
         raise ImssaError(f"{where} holds invalid {cls.__name__} values ({err})") from None
 

@@ -376,7 +376,8 @@ def resolve_run(run: str | Path) -> Path:
     if (run / "config.json").is_file() and (run / "model.pt").is_file():
         return run
     if not run.exists():
-        raise ImssaError(f"run folder {run} does not exist (looked in {run.absolute()})")
+        where = "" if run.is_absolute() else f" (looked for {run.absolute()})"
+        raise ImssaError(f"run folder {run} does not exist{where}")
     inside = find_runs(run)
     if inside:
         names = ", ".join(str(r) for r in inside[:5]) + (" ..." if len(inside) > 5 else "")
