@@ -50,6 +50,7 @@ def test_train_then_eval_both_modes(tmp_path):
     (["train", "--out", "x", "--threads", "0"], "argument --threads: must be an integer >= 1"),
     (["memristor", "characterize", "--g-targets", "1,abc"], "--g-targets: cannot read 'abc'"),
     (["memristor", "characterize", "--plot", "c.xyz"], "--plot: cannot write a figure as 'c.xyz'"),
+    (["memristor", "characterize", "--out", "."], "--out . is a folder"),
 ])
 def test_bad_input_gives_one_clear_line(args, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

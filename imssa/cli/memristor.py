@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from imssa.cli.common import Parser, add_threads, show
-from imssa.devices import DEVICES, format_time
+from imssa.devices import DEVICES, format_times
 from imssa.errors import ImssaError
 
 #: Default targets: these fractions of the device's conductance window [g_min, g_max].
@@ -47,8 +47,10 @@ def _characterize(args: argparse.Namespace) -> None:
     if outside:
         raise ImssaError(f"--g-targets {', '.join(f'{g:g}' for g in outside)} µS lie outside the "
                          f"device's window [{cfg.g_min:g}, {cfg.g_max:g}] µS")
-    times = parse_times(args.t_inference)
+    times = parse_times(args.t_inference, "--t-inference")
     out = Path(args.out)
+    if out.is_dir():
+        raise ImssaError(f"--out {out} is a folder; name the NetCDF file, e.g. {out / 'c.nc'}")
     plot = check_figure_path(args.plot or out.with_suffix(".png"), "--plot")
     check_writable(out.parent, "--out folder")
     ds = characterize(device, g_targets, times, args.samples, args.seed)
@@ -78,7 +80,7 @@ def add_parser(sub: Any) -> None:
                    help="highest conductance, µS (default: the model's)")
     p.add_argument("--g-targets", default=None, help="comma-separated µS (default: "
                    f"{show(TARGET_FRACTIONS)} of the window [g_min, g_max])")
-    times = ",".join(format_time(t).replace(" ", "") for t in DEFAULT_TIMES)
+    times = format_times(DEFAULT_TIMES)
     p.add_argument("--t-inference", default=times,
                    help=f"times after programming, e.g. 0,1s,1h,1d,1y (default: {times})")
     p.add_argument("--samples", type=int, default=defaults["n_samples"].default,

@@ -7,9 +7,10 @@ import argparse
 from typing import Any
 
 from imssa.cli.common import Parser, add_compute, add_field, build
-from imssa.cli.train import add_data, print_metrics
+from imssa.cli.train import add_data, add_optimizer, print_metrics
 from imssa.experiments.quantize import QATConfig, QuantRunConfig
 from imssa.experiments.train import EvalConfig
+from imssa.files import check_writable
 
 
 def _quant_config(args: argparse.Namespace) -> QuantRunConfig:
@@ -22,6 +23,7 @@ def _ptq(args: argparse.Namespace) -> None:
     from imssa.experiments.quantize import ptq
 
     qcfg = _quant_config(args)
+    check_writable(args.out or args.run, "--out folder")  # before the work, not after it
     print_metrics(ptq(args.run, qcfg, args.out, args.device, args.data_dir, args.limit))
 
 
@@ -29,6 +31,7 @@ def _qat(args: argparse.Namespace) -> None:
     from imssa.experiments.quantize import qat
 
     qcfg, tcfg = _quant_config(args), build(QATConfig, args)
+    check_writable(args.out, "--out folder")
     print_metrics(qat(args.run, qcfg, tcfg, args.out, args.device, args.data_dir, args.limit,
                       args.resume))
 
@@ -68,13 +71,8 @@ def add_parser(sub: Any) -> None:
               "(continuous training with the stable polar A_bar grid)", "--param")
     add_field(p, QATConfig, "mode", "recurrent (paper) or conv (QS4D: state quantized "
               "indirectly)")
-    add_field(p, QATConfig, "epochs", "fine-tuning epochs")
-    add_field(p, QATConfig, "batch_size", "sequences per step")
-    add_field(p, QATConfig, "lr", "AdamW learning rate of the weights")
-    add_field(p, QATConfig, "ssm_lr", "learning rate of A and Delta")
-    add_field(p, QATConfig, "weight_decay", "AdamW weight decay (not on A and Delta)")
+    add_optimizer(p, QATConfig, "seed of batch order, dropout and training noise")
     add_field(p, QATConfig, "grad_clip", "gradient-norm clip")
-    add_field(p, QATConfig, "seed", "seed of batch order, dropout and training noise")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its last checkpoint (same settings)")
     add_field(p, QATConfig, "train_noise", "weight noise at every training step, after "

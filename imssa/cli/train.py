@@ -40,19 +40,24 @@ def add_data(p: Parser, cls: type, group: Any = None) -> None:
               group=group)
 
 
+def add_optimizer(p: Parser, cls: type, seed_help: str) -> None:
+    """The epoch loop's options, from the fields of ``cls`` (TrainConfig or QATConfig)."""
+    add_field(p, cls, "epochs", "epochs")
+    add_field(p, cls, "batch_size", "sequences per step")
+    add_field(p, cls, "lr", "AdamW learning rate of the weights")
+    add_field(p, cls, "ssm_lr", "learning rate of A and Delta, in (0, 1e-3] (S4 reference)")
+    add_field(p, cls, "weight_decay", "AdamW weight decay (not on A and Delta)")
+    add_field(p, cls, "seed", seed_help)
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train an S4D classifier in convolutional mode",
                        description="Train an S4D classifier; writes config.json, model.pt, "
                        "checkpoint.pt (every epoch) and metrics.json into --out.")
     add_field(p, TrainConfig, "task", f"one of {', '.join(TASKS)} (sdigits is embedded)")
     add_field(p, TrainConfig, "model", f"preset, one of {', '.join(PRESETS)}")
-    add_field(p, TrainConfig, "epochs", "training epochs")
-    add_field(p, TrainConfig, "batch_size", "sequences per step")
-    add_field(p, TrainConfig, "lr", "AdamW learning rate of the weights")
-    add_field(p, TrainConfig, "ssm_lr", "learning rate of A and Delta, in (0, 1e-3]")
-    add_field(p, TrainConfig, "weight_decay", "AdamW weight decay (not on A and Delta)")
+    add_optimizer(p, TrainConfig, "seed of initialization, split and batch order")
     add_field(p, TrainConfig, "val_fraction", "share of the training set held out for validation")
-    add_field(p, TrainConfig, "seed", "seed of initialization, split and batch order")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its last checkpoint (same settings)")

@@ -24,6 +24,7 @@ from imssa.devices.base import (
     ReadNoiseMode,
     check_time,
     format_time,
+    format_times,
     parse_times,
     quantize_levels,
 )
@@ -71,7 +72,7 @@ __all__ = [
     "COMPENSATION_MODES", "DEVICES", "READ_NOISE_MODES", "TIME_UNITS", "AihwkitConfig", "AihwkitDevice",
     "Device", "DeviceConfig", "DriftedState", "GaussianConfig", "GaussianDevice", "IdealDevice",
     "PCMConfig", "PCMDevice", "ProgrammedState", "RRAMConfig", "RRAMDevice", "ReadNoiseMode",
-    "check_time", "device_from_config", "drift_compensation_factor", "format_time", "make_device",
-    "parse_times",
+    "check_time", "device_from_config", "drift_compensation_factor", "format_time", "format_times",
+    "make_device", "parse_times",
     "quantize_levels",
 ]

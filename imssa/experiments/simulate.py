@@ -29,28 +29,52 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from imssa.crossbar import DIGITAL_PARTS, CrossbarS4D, PeripheryConfig
 from imssa.data import Split, load_task
-from imssa.devices import (  # the time helpers live with the device models; re-exported here
-    DEVICES,
-    TIME_UNITS,
-    Device,
-    DeviceConfig,
-    check_time,
-    device_from_config,
-    format_time,
-    parse_times,
-)
+from imssa.devices import DEVICES, Device, DeviceConfig, check_time, device_from_config
 from imssa.errors import ImssaError
 from imssa.experiments.io import atomic_write, environment, parse_value, read_json, write_json
-from imssa.experiments.io import progress as tqdm  # plain lines when not on a terminal
 from imssa.mapping import MappingConfig
 
 if TYPE_CHECKING:
     import xarray as xr
 
+#: Seconds per unit of :func:`parse_times` ("y" is 365 days).
+TIME_UNITS: dict[str, float] = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0,
+                                "w": 604800.0, "y": 365 * 86400.0}
 SPLITS = ("test", "val")
+_TIME = re.compile(r"^([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-z]*)$")
+
+
+def parse_times(text: str) -> list[float]:
+    """Times like "1s,1h,1d,1y,3600" -> seconds [1, 3600, 86400, 31536000, 3600].
+
+    Units: s, m or min, h, d, w, y (365 d); a bare number is seconds. Each time must be >= 0.
+    """
+    times = []
+    for item in str(text).split(","):
+        token = item.strip().lower()
+        match = _TIME.match(token)
+        if token.startswith("-"):
+            raise ImssaError(f"--t-inference: times must be >= 0 s, got {item.strip()!r}")
+        if not match or match.group(2) not in ("", *TIME_UNITS):
+            raise ImssaError(f"--t-inference: cannot read {item.strip()!r} as a time; write a "
+                             f"number with an optional unit ({', '.join(TIME_UNITS)}), e.g. "
+                             "'1s,1h,1d,1y' or '3600'")
+        t = float(match.group(1)) * TIME_UNITS[match.group(2) or "s"]
+        times.append(check_time(t, "--t-inference"))
+    return times
+
+
+def format_time(t: float) -> str:
+    """Seconds as the largest whole unit: 3600 -> '1 h', 90 -> '90 s', 31536000 -> '1 y'."""
+    for unit in ("y", "d", "h", "min", "s"):
+        n = t / TIME_UNITS[unit]
+        if n >= 1 and float(n).is_integer():
+            return f"{int(n)} {unit}"
+    return f"{t:g} s"
 
 
 @dataclass(frozen=True, kw_only=True)
