@@ -239,7 +239,8 @@ def test_strict_booleans_in_set(trained_run, capsys):
     assert parse_overrides(["x.symmetric=false", "x.bits=6"]) == {"x": {"symmetric": False,
                                                                      "bits": 6}}
     assert main(["ptq", str(trained_run), "--set", "x.symmetric=maybe", "--device", "cpu"]) == 2
-    assert "x.symmetric=maybe': QuantSpec.symmetric must be a boolean" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "QuantSpec.symmetric must be" in err and "'maybe'" in err
 
 
 def test_threads_option_sets_torch_threads(trained_run):

@@ -36,11 +36,11 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 import xarray as xr
+from tqdm.auto import tqdm
 
 from imssa.data import Split, TaskData, load_task
 from imssa.errors import ImssaError
 from imssa.experiments.io import atomic_write, environment
-from imssa.experiments.io import progress as tqdm  # plain lines when not on a terminal
 from imssa.experiments.train import TrainConfig, accuracy, load_run, resolve_device
 from imssa.quant import (
     TARGETS,

@@ -34,12 +34,12 @@ from imssa.experiments.io import (
     read_json,
     write_json,
 )
+from imssa.experiments.rules import check_positive, check_ssm_lr
 from imssa.files import check_writable
 from imssa.ssm import S4DConfig, S4DModel, count_parameters, preset
 
 SSM_SLOW_PARAMS = ("log_A_real", "A_imag", "log_dt")
 MODES = ("conv", "recurrent")
-SSM_LR_MAX = 1e-3  # the S4 reference's ceiling for the learning rate of A and Delta
 _TORCH_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -86,11 +86,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ImssaError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ImssaError(f"TrainConfig.lr must be a finite number > 0, got {self.lr}")
-        if not (math.isfinite(self.ssm_lr) and 0 < self.ssm_lr <= SSM_LR_MAX):
-            raise ImssaError(f"TrainConfig.ssm_lr must be in (0, {SSM_LR_MAX:g}] as in the S4 "
-                             f"reference, got {self.ssm_lr}")
+        check_positive(self.lr, "TrainConfig.lr")
+        check_ssm_lr(self.ssm_lr, "TrainConfig.ssm_lr")  # the one rule of train and qat
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ImssaError(f"TrainConfig.weight_decay must be a finite number >= 0, "
                              f"got {self.weight_decay}")
