@@ -40,7 +40,8 @@ def test_train_then_eval_both_modes(tmp_path):
     (["train", "--model", "s4d-32", "--out", "x"], "unknown model preset 's4d-32'"),
     (["train", "--task", "smnist", "--data-dir", "/nonexistent/imssa", "--out", "x"],
      "IMSSA_DATA_DIR"),
-    (["eval", "/nonexistent/run"], "run folder /nonexistent/run does not exist"),
+    (["eval", "/nonexistent/run"], "/nonexistent/run is not a finished training run: the folder "
+                                   "does not exist"),
     (["eval", "."], "is not a finished training run (needs config.json and model.pt)"),
     (["eval", ".", "--mode", "parallel"], "--mode must be one of conv, recurrent"),
     (["train", "--out", "/sys/imssa-read-only/run"], "run folder /sys/imssa-read-only/run is not writable"),
@@ -119,9 +120,9 @@ def test_conv_mode_qat_reports_the_recurrent_gap(trained_run, tmp_path):
     (["--preset", "W3A3"], "unknown quantization preset 'W3A3'"),
     (["--a-bits", "17"], "2..16"),
     (["--set", "gelu.bits=4"], "unknown quantization target 'gelu'"),
-    (["--calib-samples", "0"], "--calib-samples must be >= 1"),
+    (["--calib-samples", "0"], "--calib-samples must be"),
     (["--x-rounding", "up"], "rounding must be one of nearest, stochastic"),
-    (["--set", "C.rounding=stochastic"], "exists only for the state x"),
+    (["--set", "C.rounding=stochastic"], "exists only for the state"),
 ])
 def test_quantization_bad_input(trained_run, args, message, capsys):
     assert main(["ptq", str(trained_run), *args, "--device", "cpu"]) == 2

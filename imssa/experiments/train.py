@@ -374,7 +374,7 @@ def resolve_run(run: str | Path) -> Path:
         return run
     if not run.exists():
         where = "" if run.is_absolute() else f" (looked for {run.absolute()})"
-        raise ImssaError(f"run folder {run} does not exist{where}")
+        raise ImssaError(f"{run} is not a finished training run: the folder does not exist{where}")
     inside = find_runs(run)
     if inside:
         names = ", ".join(str(r) for r in inside[:5]) + (" ..." if len(inside) > 5 else "")
