@@ -530,3 +530,26 @@ def test_real_fsdd_split():
     assert data.train.x.shape == (2700, 63, 32)
     np.testing.assert_array_equal(np.bincount(data.test.y.numpy()), [30] * 10)
     np.testing.assert_array_equal(np.bincount(data.train.y.numpy()), [270] * 10)
+
+
+@pytest.mark.parametrize("takes,missing", [((0, 1), "no training (takes 5 and later)"),
+                                           ((5, 6), "no test (takes 0-4)")])
+def test_fsdd_without_one_side_of_the_split_fails_at_load(tmp_path, takes, missing):
+    """Checked when the data loads, so a training run never starts on a folder it cannot test."""
+    pcm = (np.sin(np.arange(8000) / 5) * 8000).astype(np.int16)
+    for digit in range(10):
+        for take in takes:
+            wavfile.write(tmp_path / f"{digit}_ann_{take}.wav", 8000, pcm)
+    with pytest.raises(ImssaError, match=missing.replace("(", r"\(").replace(")", r"\)")):
+        load_task("fsdd", tmp_path)
+
+
+def test_corrupt_wav_names_the_file(tmp_path):
+    good = tmp_path / "good.wav"
+    wavfile.write(good, 8000, np.zeros(100, np.int16))
+    data = good.read_bytes()
+    for i, broken in enumerate((data[:30], data[:12] + b"junk" * 5, b"RIFF" + bytes(20))):
+        path = tmp_path / f"{i}_bob_{i}.wav"
+        path.write_bytes(broken)
+        with pytest.raises(ImssaError, match=f"cannot read WAV file {path}"):
+            fsdd_module.read_wav(path)

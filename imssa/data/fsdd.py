@@ -11,6 +11,7 @@ default). The standard split keeps takes 0-4 of every speaker and digit as the t
 from __future__ import annotations
 
 import re
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,8 +144,10 @@ def read_wav(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", wavfile.WavFileWarning)  # unknown chunks: harmless
             rate, data = wavfile.read(path)
-    except (OSError, ValueError, EOFError) as err:
-        raise ImssaError(f"cannot read WAV file {path}: {err}") from err
+    except (OSError, ValueError, EOFError, struct.error, UnboundLocalError, MemoryError,
+            IndexError, TypeError) as err:  # scipy raises all of these on corrupt files
+        raise ImssaError(f"cannot read WAV file {path}: {err or type(err).__name__}; the file is "
+                         "corrupt or not a WAV file") from err
     if rate != sample_rate:
         raise ImssaError(f"WAV file {path} has sample rate {rate} Hz; FSDD recordings are "
                          f"{sample_rate} Hz (resample it, e.g. with sox)")

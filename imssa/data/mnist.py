@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import tempfile
 import urllib.request
 import zlib
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from torch import Tensor
 from imssa.data.common import DATA_DIR_ENV, resolve_data_dir
 from imssa.data.idx import read_idx, read_idx_bytes
 from imssa.errors import ImssaError
+from imssa.files import atomic_write
 
 MNIST_FILES: dict[str, str] = {
     "train_images": "train-images-idx3-ubyte",
@@ -101,14 +101,7 @@ def download_mnist(folder: Path, keys: list[str], timeout: float = DOWNLOAD_TIME
             raise OSError("; ".join(errors))
     folder.mkdir(parents=True, exist_ok=True)  # only now, so a failed download leaves no trace
     for name, payload in payloads.items():
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=name, suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(payload)
-            os.replace(tmp, folder / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(folder / name, lambda tmp, payload=payload: tmp.write_bytes(payload))
 
 
 def _validate_download(payload: bytes, name: str) -> None:

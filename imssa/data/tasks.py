@@ -86,11 +86,15 @@ def load_task(name: str, data_dir: str | Path | None = None, *, val_fraction: fl
                          raw.test_labels, lambda a: mnist.images_to_sequences(a, perm),
                          split_args, source=str(raw.folder))
     recordings = fsdd.load_fsdd_raw(data_dir)
+    is_test = recordings.takes < fsdd.TEST_TAKES
+    for part, members in (("test (takes 0-4)", is_test), ("training (takes 5 and later)", ~is_test)):
+        if not members.any():  # checked now, not after a whole training run
+            raise ImssaError(f"fsdd: the folder {recordings.files[0].parent} has no {part} "
+                             "recordings; the standard split needs both: use the complete dataset")
     cfg = fsdd.LogMelConfig()
     features = fsdd.log_mel_spectrogram(fsdd.stack_waves(recordings.waves, cfg.n_samples), cfg)
-    is_test = recordings.takes < fsdd.TEST_TAKES
     pool_idx, test_idx = np.flatnonzero(~is_test), np.flatnonzero(is_test)
-    folder = recordings.files[0].parent if recordings.files else ""
+    folder = recordings.files[0].parent
     return _assemble(name, features[pool_idx].numpy(), recordings.digits[pool_idx],
                      features[test_idx].numpy(), recordings.digits[test_idx], torch.from_numpy,
                      split_args, pool_index=pool_idx, test_index=test_idx, source=str(folder))

@@ -15,6 +15,7 @@ from typing import Any
 from imssa.devices.adapter import AihwkitConfig, AihwkitDevice
 from imssa.devices.base import (
     READ_NOISE_MODES,
+    TIME_UNITS,
     Device,
     DeviceConfig,
     DriftedState,
@@ -22,6 +23,9 @@ from imssa.devices.base import (
     ProgrammedState,
     ReadNoiseMode,
     check_time,
+    format_time,
+    format_times,
+    parse_times,
     quantize_levels,
 )
 from imssa.devices.compensation import COMPENSATION_MODES, drift_compensation_factor
@@ -65,9 +69,10 @@ def device_from_config(config: DeviceConfig | dict[str, Any]) -> Device:
 
 
 __all__ = [
-    "COMPENSATION_MODES", "DEVICES", "READ_NOISE_MODES", "AihwkitConfig", "AihwkitDevice",
+    "COMPENSATION_MODES", "DEVICES", "READ_NOISE_MODES", "TIME_UNITS", "AihwkitConfig", "AihwkitDevice",
     "Device", "DeviceConfig", "DriftedState", "GaussianConfig", "GaussianDevice", "IdealDevice",
     "PCMConfig", "PCMDevice", "ProgrammedState", "RRAMConfig", "RRAMDevice", "ReadNoiseMode",
-    "check_time", "device_from_config", "drift_compensation_factor", "make_device",
+    "check_time", "device_from_config", "drift_compensation_factor", "format_time", "format_times",
+    "make_device", "parse_times",
     "quantize_levels",
 ]

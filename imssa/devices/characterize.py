@@ -8,7 +8,6 @@ drifted and read conductances as an xarray Dataset; ``plot_characterization`` dr
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,8 +15,9 @@ import numpy as np
 import torch
 import xarray as xr
 
-from imssa.devices.base import Device, check_time
+from imssa.devices.base import Device, check_time, format_time
 from imssa.errors import ImssaError
+from imssa.files import atomic_write
 
 QUANTILES: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 _UNITS = "uS"  # ASCII, so every NetCDF backend stores it
@@ -130,13 +130,13 @@ def plot_characterization(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     ax.plot(g, g, color="0.6", lw=1, ls=":", label="target")
     ax.plot(g, ds["programmed_mean"], "o-", color="k", label="programmed mean")
     if (b := band(ds["programmed_quantiles"])) is not None:
-        ax.fill_between(g, *b, color="k", alpha=0.15, label="5-95%")
+        ax.fill_between(g, *b, color="k", alpha=0.15, label="5-95 % of devices")
     ax.set(title="programmed", xlabel="target conductance (µS)", ylabel="conductance (µS)")
 
     colors = plt.cm.viridis(np.linspace(0, 0.9, ds.sizes["t_inference"]))
     for color, t in zip(colors, ds["t_inference"].values):
         sel = ds.sel(t_inference=t)
-        label = f"t = {t:.3g} s"
+        label = f"t = {format_time(float(t))}"
         axes[1].plot(g, sel["read_mean"], "o-", color=color, label=label)
         axes[1].plot(g, sel["drifted_mean"], "--", color=color, lw=1)
         if (b := band(sel["read_quantiles"])) is not None:
@@ -147,7 +147,7 @@ def plot_characterization(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     axes[1].set(title="read (dashed: drifted mean)", xlabel="target conductance (µS)",
                 ylabel="conductance (µS)")
     axes[2].set(title="relative spread of reads", xlabel="target conductance (µS)",
-                ylabel="std / target")
+                ylabel="std of reads / target conductance")
     for ax in axes:
         if logx:
             ax.set_xscale("log")
@@ -155,14 +155,9 @@ def plot_characterization(ds: xr.Dataset, path: str | os.PathLike) -> Path:
         ax.legend(fontsize=8)
     fig.suptitle(ds.attrs.get("title", "device characterization"))
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png",
+                                                   dpi=120))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

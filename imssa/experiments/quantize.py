@@ -28,12 +28,13 @@ import torch
 
 from imssa.data import Split, TaskData, calibration_subset, load_task
 from imssa.errors import ImssaError
-from imssa.experiments.io import atomic_save, environment, parse_value, read_json, write_json
+from imssa.experiments.io import atomic_save, environment, parse_field, read_json, write_json
 from imssa.experiments.rules import check_positive, check_ssm_lr
 from imssa.experiments.train import TrainConfig, accuracy, load_run, resolve_device, train_epochs
 from imssa.quant import (
     PARAMETERIZATIONS,
     QuantConfig,
+    QuantSpec,
     apply_a_margin,
     calibrate,
     check_finite,
@@ -192,7 +193,10 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
         target, dot, name = key.rpartition(".")
         if not sep or not dot:
             raise ImssaError(f"override {item!r}: expected TARGET.FIELD=VALUE, e.g. x.bits=6")
-        out.setdefault(target, {})[name] = parse_value(value)
+        try:  # typed by the QuantSpec field: strict booleans, numbers that are numbers
+            out.setdefault(target, {})[name] = parse_field(QuantSpec, name, value)
+        except ImssaError as err:
+            raise ImssaError(f"override {item!r}: {err}") from None
     return out
 
 

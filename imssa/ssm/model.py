@@ -124,13 +124,27 @@ class S4DModel(nn.Module):
         self.decoder: nn.Module = nn.Linear(cfg.d_model, cfg.n_classes)
 
     def check_input(self, u: Tensor) -> None:
-        """Raise a clear error for inputs the model cannot take (shape, dtype, NaN)."""
+        """Raise a clear error for inputs the model cannot take (shape, dtype, NaN, empty)."""
+        if not isinstance(u, Tensor):
+            raise ImssaError(f"input must be a torch.Tensor (batch, length, {self.cfg.d_input}), "
+                             f"got {type(u).__name__}")
         if u.ndim != 3 or u.shape[-1] != self.cfg.d_input:
             raise ImssaError(f"input must have shape (batch, length, {self.cfg.d_input}), "
                              f"got {tuple(u.shape)}; a single sequence needs a batch axis "
                              "(u.unsqueeze(0)) and a 1-D signal a feature axis (u.unsqueeze(-1))")
+        if u.shape[0] == 0 or u.shape[1] == 0:
+            raise ImssaError(f"input of shape {tuple(u.shape)} is empty: the model needs at least "
+                             "one sequence of at least one time step")
+        self._check_values(u)
+
+    def _check_values(self, u: Tensor) -> None:
+        """dtype (floating, the model's own) and finiteness of an input."""
         if not torch.is_floating_point(u):
             raise ImssaError(f"input must be a floating-point tensor, got {u.dtype}")
+        weight = getattr(self.encoder, "weight", None)
+        if isinstance(weight, Tensor) and u.dtype != weight.dtype:
+            raise ImssaError(f"input is {u.dtype} but the model is {weight.dtype}; cast one to "
+                             f"the other (u.to({weight.dtype}) or model.to({u.dtype}))")
         if not torch.isfinite(u).all():
             raise ImssaError("input contains NaN or infinite values; clean or impute them first")
 
@@ -165,6 +179,13 @@ class S4DModel(nn.Module):
 
     def step(self, u: Tensor, state: dict) -> tuple[Tensor, dict]:
         """Feed one sample u (B, d_input); returns logits of the sequence so far and the new state."""
+        if not isinstance(state, dict) or len(state.get("ssm", ())) != len(self.blocks):
+            raise ImssaError("step: state must come from model.init_state(batch) or an earlier "
+                             f"step of this {len(self.blocks)}-layer model")
+        if not isinstance(u, Tensor) or u.ndim < 2 or u.shape[-1] != self.cfg.d_input:
+            raise ImssaError(f"step: input must be one time step of shape (batch, "
+                             f"{self.cfg.d_input}), got {getattr(u, 'shape', type(u).__name__)}")
+        self._check_values(u)
         x = self.encoder(u)  # (... B H)
         new = []
         for block, s in zip(self.blocks, state["ssm"]):
