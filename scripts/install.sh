@@ -79,4 +79,8 @@ if [[ "${1:-}" == "--aihwkit" ]]; then
     $PY -m pip install -e ".[aihwkit]"
   fi
   $PY -c "import aihwkit; print('aihwkit', aihwkit.__version__)"
+  # aihwkit-lightning: a pure-Python peer of the crossbar benchmark and tests (imssa.crossbar.peers);
+  # --no-deps because it pins other torch/triton versions; it runs on torch's CPU path here.
+  step "aihwkit-lightning 2.1.0 (pure Python, the benchmark's GPU peer)"
+  $PY -m pip install --no-deps "aihwkit-lightning==2.1.0"
 fi

@@ -91,7 +91,8 @@ def test_ptq_and_qat_end_to_end(trained_run, tmp_path):
                  "--calib-samples", "100", "--out", str(tmp_path / "ptq"), "--device", "cpu"]) == 0
     ptq = json.loads((tmp_path / "ptq" / "metrics.json").read_text())
     assert ptq["method"] == "ptq" and 0 <= ptq["test_accuracy"] <= 1
-    assert ptq["quant_config"]["A_bar"]["bits"] == 8 and ptq["quant_config"]["x"]["bits"] == 8
+    assert ptq["quant_config"]["specs"]["blocks.*.ssm.A_bar"]["bits"] == 8
+    assert ptq["quant_config"]["specs"]["blocks.*.ssm.x"]["bits"] == 8
     assert 0 < ptq["memory_savings_percent"] < 100
     assert main(["qat", str(trained_run), "--preset", "W4A6", "--a-bits", "6", "--x-bits", "6",
                  "--param", "polar", "--x-granularity", "mode", "--x-rounding", "stochastic",
@@ -99,8 +100,8 @@ def test_ptq_and_qat_end_to_end(trained_run, tmp_path):
                  "--calib-samples", "100", "--out", str(tmp_path / "qat"), "--device", "cpu"]) == 0
     qat = json.loads((tmp_path / "qat" / "metrics.json").read_text())
     assert qat["quant_config"]["a_bar_form"] == "polar"
-    assert qat["quant_config"]["x"]["granularity"] == "mode"
-    assert qat["quant_config"]["x"]["rounding"] == "stochastic"
+    assert qat["quant_config"]["specs"]["blocks.*.ssm.x"]["granularity"] == "mode"
+    assert qat["quant_config"]["specs"]["blocks.*.ssm.x"]["rounding"] == "stochastic"
     assert len(qat["epoch_seconds"]) == 2 and "ptq_test_accuracy" in qat
     assert (tmp_path / "qat" / "model.pt").exists()
     # a continuous (here polar) QAT folder is also a run of its trained float model

@@ -30,7 +30,14 @@ from imssa.data import Split, TaskData, calibration_subset, load_task
 from imssa.errors import ImssaError
 from imssa.experiments.io import atomic_save, environment, parse_field, read_json, write_json
 from imssa.experiments.rules import check_positive, check_ssm_lr
-from imssa.experiments.train import TrainConfig, accuracy, load_run, resolve_device, train_epochs
+from imssa.experiments.train import (
+    TrainConfig,
+    accuracy,
+    check_fresh_start,
+    load_run,
+    resolve_device,
+    train_epochs,
+)
 from imssa.quant import (
     PARAMETERIZATIONS,
     QuantConfig,
@@ -310,6 +317,7 @@ def qat(run: str | Path, qcfg: QuantRunConfig, tcfg: QATConfig, out: str | Path,
     set_weight_noise(model, noise)  # training-mode forwards only; every evaluation is clean
     apply_a_margin(model, tcfg.a_margin)
     torch.manual_seed(tcfg.seed)  # dropout and the global-RNG weight noise (CPU state is resumed)
+    check_fresh_start(out, resume)  # before config.json is written
     out.mkdir(parents=True, exist_ok=True)
     # With a continuous parameterization the float model is what was trained, so the folder
     # doubles as a training run of it ("train" and "model" keys, model.pt["model"]):
@@ -337,7 +345,8 @@ def qat(run: str | Path, qcfg: QuantRunConfig, tcfg: QATConfig, out: str | Path,
         return logits
 
     history = train_epochs(model, forward, data, loop, out, optimizer, dev, resume,
-                           grad_clip=tcfg.grad_clip, on_epoch_start=lambda: calibrate(model, calib))
+                           grad_clip=tcfg.grad_clip, on_epoch_start=lambda: calibrate(model, calib),
+                           config=config)
     apply_a_margin(model, tcfg.a_margin)
     check_finite(model, None, tcfg.settings())
     freeze_ranges(model)

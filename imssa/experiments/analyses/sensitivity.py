@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
-from tqdm.auto import tqdm
 
 from imssa.data import CALIBRATION_SAMPLES
 from imssa.errors import ImssaError
@@ -36,6 +35,7 @@ from imssa.experiments.analyses.variants import (
     fp_config,
     target_config,
 )
+from imssa.experiments.io import progress
 from imssa.experiments.train import resolve_device
 from imssa.names import layer_generic
 from imssa.quant import TARGETS, make_config
@@ -113,7 +113,7 @@ def sensitivity(run: str | Path, bits: Iterable[int] = DEFAULT_BITS,
     acc = np.full(shape, np.nan)
     seconds = np.full(shape, np.nan)
     fp = ptq_accuracy(ctx, fp_config(gelu))
-    bar = tqdm(jobs, desc="sensitivity", unit="config")
+    bar = progress(jobs, desc="sensitivity", unit="config")
     for i, j, k in bar:
         t, v, b = targets_t[i], variants_t[j], bits_t[k]
         bar.set_postfix_str(f"{t} {v} {b} bit")

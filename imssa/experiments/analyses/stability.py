@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 import torch
 import xarray as xr
-from tqdm.auto import tqdm
 
 from imssa.errors import ImssaError
 from imssa.experiments.analyses.checks import check_bits, check_count, check_names
 from imssa.experiments.analyses.context import dataset_attrs, task_data
 from imssa.experiments.analyses.files import save_outputs
+from imssa.experiments.io import progress
 from imssa.experiments.train import load_run, resolve_device
 from imssa.quant import QuantConfig, a_bar_levels, make_config, prepare, quantized_weights
 from imssa.quant.spec import A_BAR_FORMS, ABarForm
@@ -134,7 +134,7 @@ def stability(run: str | Path, bits: Iterable[int] = STABILITY_BITS,
     err_mean = np.zeros((*shape_fb, seq_len))
     err_median = np.zeros((*shape_fb, seq_len))
     jobs = [(i, j) for i in range(len(forms_t)) for j in range(len(bits_t))]
-    for i, j in tqdm(jobs, desc="stability", unit="config"):
+    for i, j in progress(jobs, desc="stability", unit="config"):
         form, b = forms_t[i], bits_t[j]
         qcfg = a_bar_config(b, granularity, form)
         with torch.no_grad():

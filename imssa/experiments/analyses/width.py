@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
-from tqdm.auto import tqdm
 
 from imssa.data import CALIBRATION_SAMPLES
 from imssa.errors import ImssaError
@@ -26,6 +25,7 @@ from imssa.experiments.analyses.context import (
 )
 from imssa.experiments.analyses.files import save_outputs
 from imssa.experiments.analyses.variants import DEFAULT_BITS, fp_config, uniform_config
+from imssa.experiments.io import progress
 from imssa.experiments.train import load_run, resolve_device
 from imssa.quant.spec import A_BAR_FORMS, GELU_FORMS
 from imssa.ssm import count_parameters
@@ -90,7 +90,7 @@ def width(runs: Sequence[str | Path], bits: Iterable[int] = DEFAULT_BITS, *,
     params = np.zeros(len(d_models), dtype=np.int32)
     cache: dict = {}
     infos = []
-    bar = tqdm(total=len(headers) * (len(bits_t) + 1), desc="width", unit="config")
+    bar = progress(total=len(headers) * (len(bits_t) + 1), desc="width", unit="config")
     for path, cfg, d_model, n_params in headers:
         i, s = d_models.index(d_model), seeds.index(cfg.seed)
         ctx = load_context(path, dev, data_dir, limit, calib_samples, seed, batch_size, cache)
