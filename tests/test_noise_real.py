@@ -233,7 +233,7 @@ def test_divergence_stops_with_a_clear_error_and_saves_no_model(tmp_path, capsys
                  "--calib-samples", "32", "--out", str(out)])
     err = capsys.readouterr().err.replace("\r", "\n")  # progress bars share stderr
     (line,) = [x for x in err.splitlines() if x.startswith("imssa qat: error:")]
-    assert code == 2 and "training diverged" in line and "QATConfig.lr=1e+06" in line
+    assert code == 2 and "training diverged" in line and "--lr=1e+06" in line
     assert not (out / "model.pt").exists() and not (out / "metrics.json").exists()
 
 
