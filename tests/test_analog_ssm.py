@@ -194,12 +194,12 @@ def test_per_tensor_settings_reach_their_tiles_and_cost():
     assert per.blocks[1].mix.converter("input").dac_bits == 6
     assert per.blocks[0].mix.converter("input").dac_bits == 8
     # program-and-verify: most of A_bar's devices lie within 0.5 % of g_max of their targets
-    # (the rest ran out of verify_max_pulses); without it, most do not
+    # (the rest ran out of verify_max_pulses); without it, far fewer (g_min targets clip at 0)
     def within(tile):
         err = tile.programmed.g_prog - tile.tensor.g_target.unsqueeze(-1)
         return (err.abs() <= 0.005 * dev.config.g_max + 1e-9).double().mean().item()
 
-    assert within(a0) > 0.85 and within(base.blocks[0].ssm.parts["A_bar"]) < 0.3
+    assert within(a0) > 0.9 and within(base.blocks[0].ssm.parts["A_bar"]) < 0.6
     c_base, c_per = crossbar_cost(base), crossbar_cost(per)
     name = "blocks.0.ssm.A_bar"
     assert c_per.tensors[name]["devices"] == 4 * c_base.tensors[name]["devices"]
