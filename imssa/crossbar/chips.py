@@ -109,7 +109,7 @@ class AnalogPart(nn.Module):
         self.ranges: dict[str, Tensor] = {}  # calibrated converter ranges by local key
         self.alpha: dict[str, Tensor | None] = {}  # drift-compensation gains by ADC key
         self._pass_ranges: dict[str, Tensor | None] = {}
-        self._converters: dict[str, PeripheryConfig] = {}
+        self._converters: dict[str, tuple[PeripheryConfig, PeripheryConfig]] = {}
 
     def extra_repr(self) -> str:
         return f"{self.path!r}, chips={self.chips.n_chips}"
@@ -124,13 +124,15 @@ class AnalogPart(nn.Module):
         raise NotImplementedError
 
     def converter(self, key: str) -> PeripheryConfig:
-        """The periphery of converter ``key``: the finest of the tensors it serves."""
-        cfg = self._converters.get(key)
-        if cfg is None:
-            tiles = self.served().get(key, [])
-            cfg = self._converters[key] = finest([t.periphery for t in tiles],
-                                                 self.chips.periphery)
-        return cfg
+        """The periphery of converter ``key``: the shared one, with the finest bits of the
+        per-tensor settings of the tensors it serves (recomputed if the shared one changes)."""
+        base = self.chips.periphery
+        cached = self._converters.get(key)
+        if cached is None or cached[0] is not base:
+            own = [self.chips.settings[t.tensor.name][1] for t in self.served().get(key, [])
+                   if t.tensor.name in self.chips.settings]
+            cached = self._converters[key] = (base, finest(own, base))
+        return cached[1]
 
     @property
     def uniform(self) -> bool:
