@@ -28,11 +28,11 @@ from torch import Tensor, nn
 from imssa.crossbar.chips import AnalogPart, ChipSet, Observers, needs_range
 from imssa.crossbar.linear import AnalogLinear
 from imssa.crossbar.periphery import PeripheryConfig
+from imssa.crossbar.settings import check_forms, normalize_per_tensor, tensor_settings
 from imssa.crossbar.ssm import AnalogSSM
 from imssa.crossbar.tile import check_memristor, check_window, make_generator
 from imssa.devices import Device, check_time
 from imssa.errors import ImssaError
-from imssa.crossbar.settings import check_forms, normalize_per_tensor, tensor_settings
 from imssa.mapping import MappingConfig, map_linear, map_ssm
 from imssa.names import SSM_TENSORS, select
 from imssa.ssm import S4DModel

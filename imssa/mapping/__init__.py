@@ -61,7 +61,8 @@ from imssa.mapping.tiling import TileLayout, pack_groups
 
 __all__ = [
     "BLOCK_SHAPE", "DENSE", "MAPPING_GRANULARITIES", "REAL_SSM_ROLES", "SSM_A", "SSM_A_SPLIT",
-    "SSM_B", "SSM_C", "SSM_D", "SSM_ROLES", "TRANSITIONS", "TRANSITION_SCALES", "Encoding", "MappedModel", "MappedTensor", "MappingConfig", "Role",
+    "SSM_B", "SSM_C", "SSM_D", "SSM_ROLES", "TRANSITIONS", "TRANSITION_SCALES", "Encoding",
+    "MappedModel", "MappedTensor", "MappingConfig", "Role",
     "TileLayout", "blocks_to_complex", "check_finite", "complex_to_blocks",
     "complex_to_conductances", "conductance_maps", "conductances_to_complex",
     "conductances_to_weights", "crossbar_currents", "decode_currents", "decode_signed",

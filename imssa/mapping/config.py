@@ -115,15 +115,12 @@ class MappingConfig:
                     f"MappingConfig.{name} must be an integer >= {need}, since a tile has to hold "
                     f"one {rows}x{cols} block of the {self.encoding.value!r} encoding; "
                     f"got {value!r}")
-        if self.granularity not in MAPPING_GRANULARITIES:
-            raise ImssaError(f"MappingConfig.granularity must be one of {MAPPING_GRANULARITIES}, "
-                             f"got {self.granularity!r}")
-        if self.transition not in TRANSITIONS:
-            raise ImssaError(f"MappingConfig.transition must be one of {TRANSITIONS}, "
-                             f"got {self.transition!r}")
-        if self.transition_scale is not None and self.transition_scale not in TRANSITION_SCALES:
-            raise ImssaError(f"MappingConfig.transition_scale must be None or one of "
-                             f"{TRANSITION_SCALES}, got {self.transition_scale!r}")
+        for name, choices in (("granularity", MAPPING_GRANULARITIES),
+                              ("transition", TRANSITIONS),
+                              ("transition_scale", (None, *TRANSITION_SCALES))):
+            if getattr(self, name) not in choices:
+                raise ImssaError(f"MappingConfig.{name} must be one of {choices}, "
+                                 f"got {getattr(self, name)!r}")
 
     @property
     def default_transition(self) -> bool:

@@ -420,10 +420,8 @@ class SplitA(StateA):
         return y[..., :2] + y[..., 2:]
 
 
-class RealStateA(StateA):
-    """A real A_bar: mode n of channel h drives its own state column, [[a]]."""
-
-    name, complex_in, complex_out = "ssm_A_real", False, False
+class _RealUnit:
+    """A real SSM tensor: one (1, 1) unit block [[w]] per mode."""
 
     def units(self, w):
         return w[..., None, None]  # (H N 1 1)
@@ -432,26 +430,20 @@ class RealStateA(StateA):
         return W[..., 0, 0]
 
 
-class RealInputB(InputB):
+class RealStateA(_RealUnit, StateA):
+    """A real A_bar: mode n of channel h drives its own state column, [[a]]."""
+
+    name, complex_in, complex_out = "ssm_A_real", False, False
+
+
+class RealInputB(_RealUnit, InputB):
     name, complex_out = "ssm_B_real", False
 
-    def units(self, w):
-        return w[..., None, None]
 
-    def weight(self, W):
-        return W[..., 0, 0]
-
-
-class RealOutputC(OutputC):
+class RealOutputC(_RealUnit, OutputC):
     """A real C: y = sum_n c x, no conjugate half, so no factor 2."""
 
     name, complex_in = "ssm_C_real", False
-
-    def units(self, w):
-        return w[..., None, None]
-
-    def weight(self, W):
-        return W[..., 0, 0]
 
 
 DENSE, SSM_A, SSM_B, SSM_C, SSM_D = Dense(), StateA(), InputB(), OutputC(), SkipD()

@@ -19,8 +19,8 @@ from imssa.crossbar.settings import PerTensor, check_fields, normalize_per_tenso
 from imssa.data import CALIBRATION_SAMPLES
 from imssa.devices import check_time
 from imssa.errors import ImssaError
-from imssa.mapping import MappingConfig
 from imssa.experiments.io import parse_value
+from imssa.mapping import MappingConfig
 from imssa.names import ALIASES, layer_generic, select
 from imssa.ssm import S4DModel
 
