@@ -369,6 +369,14 @@ def test_cli_defaults_are_the_configs():
     (["--percentile", "20"], "--percentile must be"),
     (["--device", "pcm"], "--memristor pcm"),
     (["--plot", "acc.xyz"], "unknown image format 'xyz'"),
+    (["--transition", "increment", "--digital", "A"], "--transition='increment'.*kept digital"),
+    (["--transition", "increment", "--dac-bits", "8", "--state-bits", "6"],
+     "--state-bits=6 .*accumulator.*narrower"),
+    (["--transition-scale", "split", "--compensation", "per_column"], "per_column"),
+    (["--per-tensor", "A"], "--per-tensor: write SELECTOR:FIELD=VALUE"),
+    (["--per-tensor", "A:bogus=1"], "--per-tensor A: 'bogus' is neither"),
+    (["--per-tensor", "A:verify_tol=0.01", "--digital", "A"], "kept digital"),
+    (["--per-tensor", "Q:n_devices=2"], "unknown tensor of a per-tensor setting 'Q'"),
 ])
 def test_cli_bad_input(run, tmp_path, argv, match):
     with pytest.raises(ImssaError, match=match):
@@ -425,3 +433,29 @@ def test_cli_generated_bad_input_is_one_line(tmp_path, capsys, option, value):
     assert err and "Traceback" not in "\n".join(err)
     if not err[-1].startswith("usage") and "error: argument" not in err[-1]:
         assert len(err) == 1 and err[0].startswith("imssa simulate: error:")
+
+
+def test_cli_transition_forms_and_per_tensor_settings(run, tmp_path):
+    """The mapping form and per-tensor settings reach the record, the cost counts reach the
+    result; a split complex A_bar doubles its state columns' conversions."""
+    costs = {}
+    for form in (["--transition", "direct"],
+                 ["--transition", "increment", "--transition-scale", "split",
+                  "--per-tensor", "A:verify_tol=0.01,n_devices=2,adc_bits=10"]):
+        out = tmp_path / f"{form[1]}.nc"
+        _cli(["simulate", str(run), "--memristor", "gaussian", "--prog-noise", "0.01",
+              "--t-inference", "0", "--chips", "2", "--adc-bits", "8", "--limit", "10",
+              "--device", "cpu", "--out", str(out), *form])
+        ds = _load(out)
+        record = json.loads(ds.attrs["config"])
+        costs[form[1]] = json.loads(ds.attrs["cost"])[0]
+        assert record["mappings"][0]["transition"] == form[1]
+    assert json.loads(_load(tmp_path / "increment.nc").attrs["config"])["simulation"][
+        "per_tensor"] == [["A", {"verify_tol": 0.01, "n_devices": 2, "adc_bits": 10}]]
+    d, i = costs["direct"], costs["increment"]
+    a = "blocks.0.ssm.A_bar"
+    assert i["tensors"][a]["devices"] == 4 * d["tensors"][a]["devices"]  # 2x columns, 2 devices
+    assert i["tensors"][a]["pulses"] > i["tensors"][a]["devices"]
+    assert i["converters"]["blocks.0.ssm.state"] == {
+        **d["converters"]["blocks.0.ssm.state"], "bits": 10,
+        "per_step": 2 * d["converters"]["blocks.0.ssm.state"]["per_step"]}

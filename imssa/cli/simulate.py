@@ -14,7 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from imssa.crossbar import ADC_GRANULARITIES, CALIBRATIONS, COMPENSATIONS, PeripheryConfig
+from imssa.crossbar import (
+    ADC_GRANULARITIES,
+    CALIBRATIONS,
+    COMPENSATIONS,
+    PER_TENSOR_PERIPHERY,
+    PeripheryConfig,
+)
 from imssa.devices import DEVICES, READ_NOISE_MODES, DeviceConfig, make_device
 from imssa.errors import ImssaError
 from imssa.experiments.io import parse_value
@@ -29,7 +35,13 @@ from imssa.experiments.simulate import (
     sweep_memristors,
 )
 from imssa.experiments.simulate.parts import MANIFEST, parts_folder
-from imssa.mapping import MAPPING_GRANULARITIES, Encoding, MappingConfig
+from imssa.mapping import (
+    MAPPING_GRANULARITIES,
+    TRANSITION_SCALES,
+    TRANSITIONS,
+    Encoding,
+    MappingConfig,
+)
 
 #: Library names (config fields, ``simulate`` arguments) -> the flag that sets them.
 FLAGS: dict[str, str] = {
@@ -43,6 +55,9 @@ FLAGS: dict[str, str] = {
     "PeripheryConfig.drift_compensation": "--compensation",
     "MappingConfig.tile_rows": "--tile-size (rows)", "MappingConfig.tile_cols": "--tile-size (cols)",
     "MappingConfig.encoding": "--encoding", "MappingConfig.granularity": "--granularity",
+    "MappingConfig.transition_scale": "--transition-scale",
+    "MappingConfig.transition": "--transition",
+    "SimulationConfig.per_tensor": "--per-tensor", "per_tensor ": "--per-tensor ",
     "`out`": "--out", "`force=True`": "--force", "`sweep`": "--sweep", "plot path": "--plot",
 }
 #: Memristor-config fields with their own flag; any other is set with --set FIELD=VALUE.
@@ -106,7 +121,8 @@ def _memristors(args: argparse.Namespace) -> tuple[DeviceConfig | list[DeviceCon
 def _config(args: argparse.Namespace) -> SimulationConfig:
     rows, cols = _tile_size(args.tile_size)
     mapping = MappingConfig(tile_rows=rows, tile_cols=cols, encoding=args.encoding,
-                            granularity=args.granularity)
+                            granularity=args.granularity, transition=args.transition,
+                            transition_scale=args.transition_scale)
     periphery = PeripheryConfig(
         dac_bits=args.dac_bits, dac_range=args.dac_range, adc_bits=args.adc_bits,
         adc_granularity=args.adc_granularity, calibration=args.calibration,
@@ -118,7 +134,8 @@ def _config(args: argparse.Namespace) -> SimulationConfig:
         t_inference=args.t_inference, chips=args.chips, mapping=mapping, periphery=periphery,
         digital=digital, split=args.split, limit=args.limit,
         calibration_samples=args.calibration_samples, batch_size=args.batch_size,
-        seed=args.seed, data_dir=args.data_dir, device=args.device)
+        seed=args.seed, data_dir=args.data_dir, device=args.device,
+        per_tensor=tuple(args.per_tensor or ()))
 
 
 def _interrupted(out: Path) -> str:
@@ -195,6 +212,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    choices=MAPPING_GRANULARITIES,
                    help="one conductance scale per tensor or per output channel (default "
                    "%(default)s)")
+    g.add_argument("--transition", default=default(MappingConfig, "transition"),
+                   choices=TRANSITIONS, help="the state transition on the array: A_bar itself, "
+                   "or A_bar - 1 with the state register accumulating (default %(default)s)")
+    g.add_argument("--transition-scale", default=default(MappingConfig, "transition_scale"),
+                   choices=TRANSITION_SCALES, help="A_bar's conductance scales: one per mode, or "
+                   "split (diagonal and off-diagonal entries on columns of their own; complex "
+                   "SSMs only); default: as --granularity")
+    g.add_argument("--per-tensor", action="append", metavar="SEL:FIELD=V,...",
+                   help="hardware settings of single tensors, e.g. "
+                   "A:verify_tol=0.005,n_devices=4,adc_bits=10: memristor fields and "
+                   f"{', '.join(PER_TENSOR_PERIPHERY)} (repeatable; later ones win)")
     g = p.add_argument_group("periphery")
     per = PeripheryConfig
     g.add_argument("--dac-bits", type=int, default=default(per, "dac_bits"),

@@ -21,6 +21,7 @@ from imssa.crossbar.convert import (
     convert,
     set_time,
 )
+from imssa.crossbar.cost import CrossbarCost, crossbar_cost
 from imssa.crossbar.linear import AnalogLinear
 from imssa.crossbar.periphery import (
     ADC_GRANULARITIES,
@@ -32,12 +33,20 @@ from imssa.crossbar.periphery import (
     register,
     sense,
 )
+from imssa.crossbar.settings import (
+    PER_TENSOR_PERIPHERY,
+    check_forms,
+    normalize_per_tensor,
+    tensor_settings,
+)
 from imssa.crossbar.ssm import AnalogSSM, scan_backend
 from imssa.crossbar.tile import AnalogTile, SensedArrays, compensation, make_generator
 
 __all__ = [
-    "ADC_GRANULARITIES", "CALIBRATIONS", "COMPENSATIONS", "DIGITAL_PARTS", "AnalogLinear",
-    "AnalogPart", "AnalogSSM", "AnalogTile", "ChipSet", "PeripheryConfig", "SensedArrays",
-    "analog_names", "analog_parts", "calibrate", "chip_set", "compensation", "convert", "dac",
-    "make_generator", "quantize_symmetric", "register", "scan_backend", "sense", "set_time",
+    "ADC_GRANULARITIES", "CALIBRATIONS", "COMPENSATIONS", "DIGITAL_PARTS", "PER_TENSOR_PERIPHERY",
+    "AnalogLinear", "AnalogPart", "AnalogSSM", "AnalogTile", "ChipSet", "CrossbarCost",
+    "PeripheryConfig", "SensedArrays", "analog_names", "analog_parts", "calibrate", "chip_set",
+    "check_forms", "compensation", "convert", "crossbar_cost", "dac", "make_generator",
+    "normalize_per_tensor", "quantize_symmetric", "register", "scan_backend", "sense",
+    "set_time", "tensor_settings",
 ]

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from imssa.crossbar.periphery import PeripheryConfig, dac, register, sense
+from imssa.crossbar.settings import finest
 from imssa.crossbar.tile import AnalogTile, SensedArrays, compensation
 from imssa.devices import Device
 from imssa.errors import ImssaError
@@ -63,11 +64,15 @@ class ChipSet:
             sets it to its own generator, so a time point's draws continue one stream.
         t_inference: seconds since programming, None before ``set_time``.
         observers: the calibration pass's observers while ``calibrate`` runs, else None.
+        settings: the memristor and periphery of tensors with per-tensor settings, by path
+            (:func:`imssa.crossbar.settings.tensor_settings`); the others use the shared ones.
     """
 
     def __init__(self, n_chips: int, memristor: Device, periphery: PeripheryConfig,
-                 generator: torch.Generator) -> None:
+                 generator: torch.Generator,
+                 settings: dict[str, tuple[Device, PeripheryConfig]] | None = None) -> None:
         self.n_chips, self.memristor, self.periphery = n_chips, memristor, periphery
+        self.settings = settings or {}
         self.generator = self.noise = generator
         self.t_inference: float | None = None
         self.observers: Observers | None = None
@@ -81,16 +86,19 @@ class ChipSet:
         return self.observers is not None
 
     def tile(self, tensor) -> AnalogTile:
-        """Program a mapped tensor on every chip (draws from ``generator``)."""
-        return AnalogTile(tensor, self.memristor, self.periphery, n_chips=self.n_chips,
+        """Program a mapped tensor on every chip (draws from ``generator``), with its own
+        settings where it has some."""
+        memristor, periphery = self.settings.get(tensor.name, (self.memristor, self.periphery))
+        return AnalogTile(tensor, memristor, periphery, n_chips=self.n_chips,
                           seed=self.generator)
 
 
 class AnalogPart(nn.Module):
     """Base of the analog modules: tiles, converters and drift gains of one graph part.
 
-    Subclasses set ``CONVERTERS`` (local key -> kind) and implement :meth:`tiles` and
-    :meth:`groups` (ADC key -> the tiles whose currents share those columns).
+    Subclasses set ``CONVERTERS`` (local key -> kind) and implement :meth:`tiles`,
+    :meth:`groups` (ADC key -> the tiles whose currents share those columns) and
+    :meth:`served` (converter key -> the tiles it converts for, which set its bits).
     """
 
     CONVERTERS: dict[str, str] = {}
@@ -101,6 +109,7 @@ class AnalogPart(nn.Module):
         self.ranges: dict[str, Tensor] = {}  # calibrated converter ranges by local key
         self.alpha: dict[str, Tensor | None] = {}  # drift-compensation gains by ADC key
         self._pass_ranges: dict[str, Tensor | None] = {}
+        self._converters: dict[str, tuple[PeripheryConfig, PeripheryConfig]] = {}
 
     def extra_repr(self) -> str:
         return f"{self.path!r}, chips={self.chips.n_chips}"
@@ -110,6 +119,25 @@ class AnalogPart(nn.Module):
 
     def groups(self) -> dict[str, list[AnalogTile]]:
         raise NotImplementedError
+
+    def served(self) -> dict[str, list[AnalogTile]]:
+        raise NotImplementedError
+
+    def converter(self, key: str) -> PeripheryConfig:
+        """The periphery of converter ``key``: the shared one, with the finest bits of the
+        per-tensor settings of the tensors it serves (recomputed if the shared one changes)."""
+        base = self.chips.periphery
+        cached = self._converters.get(key)
+        if cached is None or cached[0] is not base:
+            own = [self.chips.settings[t.tensor.name][1] for t in self.served().get(key, [])
+                   if t.tensor.name in self.chips.settings]
+            cached = self._converters[key] = (base, finest(own, base))
+        return cached[1]
+
+    @property
+    def uniform(self) -> bool:
+        """Whether every converter has the shared periphery (no per-tensor bits)."""
+        return all(self.converter(k) == self.chips.periphery for k in self.CONVERTERS)
 
     # --- time --------------------------------------------------------------------------------
     def set_time(self, t_inference: float, generator: torch.Generator) -> None:
@@ -137,7 +165,7 @@ class AnalogPart(nn.Module):
         (resolved once per pass)."""
         if key in self._pass_ranges:
             return self._pass_ranges[key]
-        cfg, kind = self.chips.periphery, self.CONVERTERS[key]
+        cfg, kind = self.converter(key), self.CONVERTERS[key]
         given = {"dac": cfg.dac_range, "register": cfg.state_clip, "adc": None}[kind]
         r: Tensor | None = None
         if given is not None:
@@ -170,11 +198,11 @@ class AnalogPart(nn.Module):
         if obs is not None:
             obs(f"{self.path}.{key}", v, total=total)
             return v
-        return dac(v, self.range(key, v), self.chips.periphery.dac_bits)
+        return dac(v, self.range(key, v), self.converter(key).dac_bits)
 
     def adc(self, key: str, tile: AnalogTile, mean: Tensor, var: Tensor | None,
             total: int | None = None) -> Tensor:
-        cfg, obs = self.chips.periphery, self.chips.observers
+        cfg, obs = self.converter(key), self.chips.observers
         if obs is not None:
             obs(f"{self.path}.{key}", mean, tile.range_shape(cfg.adc_granularity), total)
             return mean

@@ -19,7 +19,8 @@ the former ``CrossbarS4D``, so the same seed gives the same numbers.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -27,12 +28,13 @@ from torch import Tensor, nn
 from imssa.crossbar.chips import AnalogPart, ChipSet, Observers, needs_range
 from imssa.crossbar.linear import AnalogLinear
 from imssa.crossbar.periphery import PeripheryConfig
+from imssa.crossbar.settings import check_forms, normalize_per_tensor, tensor_settings
 from imssa.crossbar.ssm import AnalogSSM
 from imssa.crossbar.tile import check_memristor, check_window, make_generator
 from imssa.devices import Device, check_time
 from imssa.errors import ImssaError
-from imssa.mapping import SSM_ROLES, MappingConfig, map_linear, map_ssm
-from imssa.names import select
+from imssa.mapping import MappingConfig, map_linear, map_ssm
+from imssa.names import SSM_TENSORS, select
 from imssa.ssm import S4DModel
 
 #: The short aliases of the parts a converted model may keep digital; module paths such as
@@ -44,7 +46,7 @@ def analog_names(n_layers: int) -> list[str]:
     """The tensors a crossbar holds, by module path, in graph order: the ``digital`` universe."""
     names = ["encoder"]
     for i in range(n_layers):
-        names += [f"blocks.{i}.ssm.{k}" for k in SSM_ROLES] + [f"blocks.{i}.mix"]
+        names += [f"blocks.{i}.ssm.{k}" for k in SSM_TENSORS] + [f"blocks.{i}.mix"]
     return names + ["decoder"]
 
 
@@ -63,7 +65,9 @@ class _ChipOutput:
 @torch.no_grad()
 def convert(model: S4DModel, mapping: MappingConfig, memristor: Device,
             periphery: PeripheryConfig | None = None, *, chips: int = 1,
-            seed: int | torch.Generator = 0, digital: str | Iterable[str] = ()) -> S4DModel:
+            seed: int | torch.Generator = 0, digital: str | Iterable[str] = (),
+            per_tensor: Mapping[str, Mapping[str, Any]] | Iterable[Any] | None = None
+            ) -> S4DModel:
     """A copy of ``model`` with its parts on ``chips`` memristive chip instances.
 
     The model is deep-copied (``model`` itself is unchanged), put in eval mode with gradients
@@ -77,8 +81,8 @@ def convert(model: S4DModel, mapping: MappingConfig, memristor: Device,
         model: the trained digital model (its dtype and device are used throughout); its SSMs
             are mapped as ``block.ssm.discrete()`` gives them (a quantized SSM module gives its
             quantized tensors).
-        mapping: conductance window, tile size, encoding; the window must lie inside the
-            memristor's.
+        mapping: conductance window, tile size, encoding, the state transition's form and
+            scale; the window must lie inside the memristor's.
         memristor: memristive device model (PCMDevice, GaussianDevice, ...); devices per weight
             and program-and-verify are its config's ``n_devices`` and ``verify_tol``.
         periphery: DACs, ADCs, noise, state register, drift compensation.
@@ -86,6 +90,9 @@ def convert(model: S4DModel, mapping: MappingConfig, memristor: Device,
         seed: int or torch.Generator (on the model's device): programming, drift and noise.
         digital: imssa.names selectors of the tensors computed exactly in the digital domain
             (:data:`DIGITAL_PARTS` aliases, or paths of :func:`analog_names`).
+        per_tensor: hardware settings of single tensors, {selector: {field: value}} with
+            memristor-config fields (``verify_tol``, ``n_devices``, ...) and ``dac_bits``,
+            ``adc_bits`` (:mod:`imssa.crossbar.settings`), e.g. ``{"A": {"verify_tol": 0.005}}``.
     """
     if isinstance(chips, bool) or not isinstance(chips, int) or chips < 1:
         raise ImssaError(f"chips must be an integer >= 1, got {chips!r}")
@@ -93,9 +100,15 @@ def convert(model: S4DModel, mapping: MappingConfig, memristor: Device,
     periphery = periphery if periphery is not None else PeripheryConfig()
     universe = analog_names(len(model.blocks))
     kept = set(select(digital, universe, what="part to keep digital")) if digital else set()
+    check_forms(mapping, periphery,
+                real=any(not torch.is_complex(b.ssm.discrete().A_bar) for b in model.blocks),
+                analog_A=any(f"blocks.{i}.ssm.A_bar" not in kept
+                             for i in range(len(model.blocks))))
+    settings = tensor_settings(normalize_per_tensor(per_tensor), universe, kept, memristor,
+                               periphery)
     model = copy.deepcopy(model).eval().requires_grad_(False)
     chip_set = ChipSet(chips, memristor, periphery,
-                       make_generator(seed, next(model.parameters()).device))
+                       make_generator(seed, next(model.parameters()).device), settings)
     entry = True
 
     def linear(path: str, module: nn.Module) -> nn.Module:
@@ -109,7 +122,7 @@ def convert(model: S4DModel, mapping: MappingConfig, memristor: Device,
     model.encoder = linear("encoder", model.encoder)
     for i, block in enumerate(model.blocks):
         path = f"blocks.{i}.ssm"
-        analog = [k for k in SSM_ROLES if f"{path}.{k}" not in kept]
+        analog = [k for k in SSM_TENSORS if f"{path}.{k}" not in kept]
         if analog:
             ssm = block.ssm.discrete()
             mapped = map_ssm(path, ssm, mapping)
@@ -196,6 +209,6 @@ def calibrate(model: nn.Module, batches: Tensor | Iterable[Tensor]) -> dict[str,
         part.ranges = {}
         for key, kind in part.CONVERTERS.items():
             o = obs.observers.get(f"{part.path}.{key}")
-            if o is not None and needs_range(chips.periphery, kind):
+            if o is not None and needs_range(part.converter(key), kind):
                 part.ranges[key] = ranges[f"{part.path}.{key}"] = o.range()[1]
     return ranges

@@ -43,6 +43,9 @@ class AnalogLinear(AnalogPart):
     def groups(self) -> dict[str, list[AnalogTile]]:
         return {"output": [self.tile]}
 
+    def served(self) -> dict[str, list[AnalogTile]]:
+        return {"input": [self.tile], "output": [self.tile]}
+
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
         """x: (chips or 1, *batch, in) ((*batch, in) for the entry module) -> (chips, *batch, out)."""

@@ -1,9 +1,14 @@
 """The analog SSM: one S4D layer's recurrence on crossbars, a drop-in for ``blocks.i.ssm``.
 
-Per step k, vectorized over chips (z) and sequences (B), state as real pairs (z, B, H, N/2, 2):
+Per step k, vectorized over chips (z) and sequences (B), state as real pairs (z, B, H, N/2, 2)
+for complex modes, (z, B, H, N, 1) for real ones (S4D-Real):
 
     state columns:  s[k] = register(decode(ADC(A_bar DAC(s[k-1]) + B_bar DAC(u[k]))) * alpha)
     output columns: y[k] = sum_pieces ADC(C DAC(s[k]) + D DAC(u[k])) * alpha
+
+In the increment form (``MappingConfig.transition="increment"``) the array holds A_bar - 1 and
+the register is a digital accumulator that adds its own content:
+s[k] = register(s[k-1] + decode(ADC((A_bar - 1) DAC(s[k-1]) + B_bar DAC(u[k]))) * alpha).
 
 A_bar and B_bar drive the same state columns, so their currents add before the ADC; C and D
 likewise share the output columns (D on the first piece when C's columns span several tiles).
@@ -13,8 +18,9 @@ through the DACs. Converter ranges (``AnalogSSM.ranges``, full names ``blocks.i.
 (DAC of the state fed back), "output" (ADC of the output columns).
 
 Tensors kept digital (``digital=("A",)`` keeps A_bar) are computed exactly from the register
-value. A layer whose four tensors are analog runs, on float32 CUDA tensors, as one launch of
-the fused Triton kernel (:mod:`imssa.crossbar.scan_triton`; :func:`scan_backend`).
+value. A complex layer in the direct form, its four tensors analog with the shared periphery,
+runs on float32 CUDA tensors as one launch of the fused Triton kernel
+(:mod:`imssa.crossbar.scan_triton`; :func:`scan_backend`); every other layer runs the step loop.
 """
 
 from __future__ import annotations
@@ -28,20 +34,24 @@ from torch import Tensor
 from imssa.crossbar.chips import AnalogPart, ChipSet
 from imssa.crossbar.tile import AnalogTile, SensedArrays
 from imssa.errors import ImssaError
-from imssa.mapping import SSM_ROLES, MappedTensor
+from imssa.mapping import SSM_A, MappedTensor
+from imssa.names import SSM_TENSORS
 from imssa.ssm import DiscreteSSM, check_mode
 from imssa.ssm.scan import choose_backend
 
 SCAN_BACKENDS: tuple[str, str, str] = ("auto", "triton", "torch")
-#: Real-pair state and its DAC'd copy, (z|1, *batch, H, N/2, 2) each: an AnalogSSM's state.
+#: Real-pair state and its DAC'd copy, (z|1, *batch, H, N/2, 2) each ((.., H, N, 1) for real
+#: modes): an AnalogSSM's state.
 State = tuple[Tensor, Tensor]
 
 
-def scan_backend(x: Tensor) -> str:
-    """"triton" or "torch": what runs the recurrent loop of a layer whose tensors A_bar, B_bar,
-    C, D are all analog, in a forward pass, for the layer input x. "triton" is one launch of the
-    fused kernel (same arithmetic, its own random draws), "torch" the step loop. The environment
-    variable ``IMSSA_CROSSBAR_SCAN`` chooses:
+def scan_backend(x: Tensor, fused: bool = True) -> str:
+    """"triton" or "torch": what runs the recurrent loop of a layer in a forward pass, for the
+    layer input x. ``fused``: whether the fused kernel covers the layer (complex modes, direct
+    form, A_bar not split, A_bar, B_bar, C, D all analog, the shared periphery); when not, the
+    answer is "torch" whatever the environment says. "triton" is one launch of the fused kernel
+    (same arithmetic, its own random draws), "torch" the step loop. The environment variable
+    ``IMSSA_CROSSBAR_SCAN`` chooses:
 
     - unset or ``auto``: Triton for float32 tensors on CUDA when triton imports, else torch;
     - ``triton``: Triton for float32 tensors, also on CPU in Triton's interpreter (set
@@ -49,7 +59,7 @@ def scan_backend(x: Tensor) -> str:
     - ``torch``: always the loop.
     """
     backend = choose_backend("IMSSA_CROSSBAR_SCAN", SCAN_BACKENDS,
-                             x.dtype == torch.float32 and x.numel() > 0, x.is_cuda)
+                             fused and x.dtype == torch.float32 and x.numel() > 0, x.is_cuda)
     if backend == "triton" and not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
         raise ImssaError("IMSSA_CROSSBAR_SCAN=triton needs CUDA tensors, or TRITON_INTERPRET=1 "
                          "to run the kernel in Triton's interpreter on CPU")
@@ -62,9 +72,13 @@ class _Step(NamedTuple):
     arrays: dict[str, SensedArrays]
     alpha_state: Tensor | None
     alpha_output: Tensor | None
-    A: tuple[Tensor, Tensor]  # A_bar (re, im), (H N2)
-    B: tuple[Tensor, Tensor]
-    C: tuple[Tensor, Tensor]  # 2 C (re, im)
+    A: tuple[Tensor, ...]  # A_bar: (re, im) (H N2) of complex modes, (A_bar,) (H N) of real
+    B: tuple[Tensor, ...]
+    C: tuple[Tensor, ...]  # 2 C (re, im) of complex modes, (C,) of real ones
+
+
+def _parts(t: Tensor, factor: float = 1.0) -> tuple[Tensor, ...]:
+    return (factor * t.real, factor * t.imag) if t.is_complex() else (t,)
 
 
 class AnalogSSM(AnalogPart):
@@ -86,16 +100,28 @@ class AnalogSSM(AnalogPart):
                  chips: ChipSet, entry: bool) -> None:
         super().__init__(path, chips, entry)
         self.exact = DiscreteSSM(*(t.detach() for t in (ssm.A_bar, ssm.B_bar, ssm.C, ssm.D)))
+        self.real = not torch.is_complex(self.exact.A_bar)
+        self.pairs = 1 if self.real else 2  # real numbers per mode of the state
         self.parts: dict[str, AnalogTile | None] = {
-            k: chips.tile(tensors[k]) if k in tensors else None for k in SSM_ROLES}
+            k: chips.tile(tensors[k]) if k in tensors else None for k in SSM_TENSORS}
+        tA = self.parts["A_bar"]
+        #: the increment form: the array holds A_bar - 1, the register adds its content
+        self.increment = tA is not None and tA.tensor.offset != 0.0
+        self.fused = (not self.real and not self.increment and all(self.parts.values())
+                      and tA is not None and tA.role is SSM_A and self.uniform)
 
     def tiles(self) -> list[AnalogTile]:
         return [t for t in self.parts.values() if t is not None]
 
+    def _present(self, *keys: str) -> list[AnalogTile]:
+        return [t for t in (self.parts[k] for k in keys) if t is not None]
+
     def groups(self) -> dict[str, list[AnalogTile]]:
-        p = self.parts
-        return {"state": [t for t in (p["A_bar"], p["B_bar"]) if t is not None],
-                "output": [t for t in (p["C"], p["D"]) if t is not None]}
+        return {"state": self._present("A_bar", "B_bar"), "output": self._present("C", "D")}
+
+    def served(self) -> dict[str, list[AnalogTile]]:
+        return {"input": self._present("B_bar", "D"), "x": self._present("A_bar", "C"),
+                **self.groups()}
 
     def discrete(self) -> DiscreteSSM:
         """The exact discrete tensors the chips were programmed to hold."""
@@ -106,7 +132,7 @@ class AnalogSSM(AnalogPart):
         """A zero state; the DAC maps it to zero."""
         batch = (batch,) if isinstance(batch, int) else tuple(batch)
         A = self.exact.A_bar
-        s = torch.zeros((1, *batch, *A.shape, 2), dtype=A.real.dtype, device=A.device)
+        s = torch.zeros((1, *batch, *A.shape, self.pairs), dtype=A.real.dtype, device=A.device)
         return s, s
 
     @torch.no_grad()
@@ -129,7 +155,7 @@ class AnalogSSM(AnalogPart):
         x = self.begin(u)
         ctx = self._prepare()
         p = self.parts
-        if not self.chips.calibrating and len(ctx.arrays) == 4 and scan_backend(x) == "triton":
+        if not self.chips.calibrating and scan_backend(x, self.fused) == "triton":
             from imssa.crossbar.scan_triton import crossbar_scan
 
             ranges = {k: self.range(k, x) for k in ("state", "output", "x", "register")}
@@ -138,7 +164,7 @@ class AnalogSSM(AnalogPart):
                                  self.chips.noise)
         _, B, L, H = x.shape
         ud = self.dac("input", x) if (p["B_bar"] is not None or p["D"] is not None) else x
-        s = s_d = x.new_zeros(1, B, H, self.exact.A_bar.shape[1], 2)
+        s = s_d = x.new_zeros(1, B, H, self.exact.A_bar.shape[1], self.pairs)
         ys = []
         for k in range(L):
             y, s, s_d = self._advance(ctx, x[:, :, k], ud[:, :, k], s, s_d)
@@ -149,9 +175,8 @@ class AnalogSSM(AnalogPart):
     def _prepare(self) -> _Step:
         exact = self.exact
         arrays = {k: self.arrays(t) for k, t in self.parts.items() if t is not None}
-        return _Step(arrays, self.gain("state"), self.gain("output"),
-                     (exact.A_bar.real, exact.A_bar.imag), (exact.B_bar.real, exact.B_bar.imag),
-                     (2 * exact.C.real, 2 * exact.C.imag))
+        return _Step(arrays, self.gain("state"), self.gain("output"), _parts(exact.A_bar),
+                     _parts(exact.B_bar), _parts(exact.C, 1.0 if self.real else 2.0))
 
     def _advance(self, ctx: _Step, uk: Tensor, udk: Tensor, s: Tensor,
                  s_d: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -175,15 +200,17 @@ class AnalogSSM(AnalogPart):
                 s_new = s_new * ctx.alpha_state
         digital = []
         if tA is None:
-            (A_r, A_i), s_r, s_i = ctx.A, s[..., 0], s[..., 1]
-            digital.append(torch.stack([A_r * s_r - A_i * s_i, A_i * s_r + A_r * s_i], -1))
+            if self.real:
+                digital.append(ctx.A[0].unsqueeze(-1) * s)
+            else:
+                (A_r, A_i), s_r, s_i = ctx.A, s[..., 0], s[..., 1]
+                digital.append(torch.stack([A_r * s_r - A_i * s_i, A_i * s_r + A_r * s_i], -1))
         if tB is None:
-            B_r, B_i = ctx.B
-            digital.append(torch.stack([B_r * uk[..., None], B_i * uk[..., None]], -1))
+            digital.append(torch.stack([B * uk[..., None] for B in ctx.B], -1))
         for d in digital:
             s_new = d if s_new is None else s_new + d
         assert s_new is not None
-        s = self.register("register", s_new)
+        s = self.register("register", s + s_new if self.increment else s_new)
         if tA is not None or tC is not None:
             s_d = self.dac("x", s, self.steps(s))
         # output columns: y[k] = C s[k] + D u[k]
@@ -207,8 +234,11 @@ class AnalogSSM(AnalogPart):
             if ctx.alpha_output is not None:
                 y = y * ctx.alpha_output
         if tC is None:
-            C_r, C_i = ctx.C
-            yc = (C_r * s[..., 0] - C_i * s[..., 1]).sum(-1)
+            if self.real:
+                yc = (ctx.C[0] * s[..., 0]).sum(-1)
+            else:
+                C_r, C_i = ctx.C
+                yc = (C_r * s[..., 0] - C_i * s[..., 1]).sum(-1)
             y = yc if y is None else y + yc
         if tD is None:
             D = self.exact.D

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from imssa.crossbar.periphery import Compensation, PeripheryConfig, dac, quantize_symmetric, sense
@@ -175,7 +176,10 @@ class AnalogTile:
         W, V = arrays
         v, product = self.role.drive(self.tensor, v, W)
         mean = product(v, W, acc[0])
-        var = acc[1] if V is None else product(v.square(), V, acc[1])
+        if V is not None:
+            var = product(v.square(), V, acc[1])
+        else:
+            var = None if acc[1] is None else self.role.widen(acc[1])
         return mean, var
 
     def decode(self, o: Tensor) -> Tensor:
@@ -359,8 +363,10 @@ def compensation(tiles: list[AnalogTile], mode: Compensation,
     ones = mode == "global_ones"
 
     def read(g_of: Callable[[AnalogTile], Tensor]) -> Tensor:
-        reads = [t.readout(g_of(t), ones) for t in tiles]  # the all-ones currents add
-        return sum(reads[1:], reads[0]) if ones else torch.cat(reads, -2)
+        reads = [t.readout(g_of(t), ones) for t in tiles]
+        width = max(r.shape[-1] for r in reads)  # B_bar drives the first columns of a split A
+        reads = [F.pad(r, (0, width - r.shape[-1])) for r in reads]
+        return sum(reads[1:], reads[0]) if ones else torch.cat(reads, -2)  # currents add
 
     ref = read(lambda t: t.g_reference)
     now = read(lambda t: t.current_read(generator))

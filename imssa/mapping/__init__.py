@@ -9,6 +9,8 @@ Mapped tensors are named by module path (``encoder``, ``blocks.0.ssm.A_bar``, ``
 from imssa.mapping.config import (
     BLOCK_SHAPE,
     MAPPING_GRANULARITIES,
+    TRANSITION_SCALES,
+    TRANSITIONS,
     Encoding,
     MappingConfig,
     parse_encoding,
@@ -43,17 +45,29 @@ from imssa.mapping.mapped import (
     to_tiles,
 )
 from imssa.mapping.maps import conductance_maps
-from imssa.mapping.roles import DENSE, SSM_A, SSM_B, SSM_C, SSM_D, SSM_ROLES, Role
+from imssa.mapping.roles import (
+    DENSE,
+    REAL_SSM_ROLES,
+    SSM_A,
+    SSM_A_SPLIT,
+    SSM_B,
+    SSM_C,
+    SSM_D,
+    SSM_ROLES,
+    Role,
+    ssm_roles,
+)
 from imssa.mapping.tiling import TileLayout, pack_groups
 
 __all__ = [
-    "BLOCK_SHAPE", "DENSE", "MAPPING_GRANULARITIES", "SSM_A", "SSM_B", "SSM_C", "SSM_D",
-    "SSM_ROLES", "Encoding", "MappedModel", "MappedTensor", "MappingConfig", "Role",
+    "BLOCK_SHAPE", "DENSE", "MAPPING_GRANULARITIES", "REAL_SSM_ROLES", "SSM_A", "SSM_A_SPLIT",
+    "SSM_B", "SSM_C", "SSM_D", "SSM_ROLES", "TRANSITIONS", "TRANSITION_SCALES", "Encoding",
+    "MappedModel", "MappedTensor", "MappingConfig", "Role",
     "TileLayout", "blocks_to_complex", "check_finite", "complex_to_blocks",
     "complex_to_conductances", "conductance_maps", "conductances_to_complex",
     "conductances_to_weights", "crossbar_currents", "decode_currents", "decode_signed",
     "encode_drive", "encode_signed", "from_tiles", "map_linear", "map_model", "map_ssm",
     "map_weights", "mapped_matvec", "pack_groups", "parse_encoding", "reconstruct",
-    "reconstruct_linear", "reconstruct_units", "split_signed", "to_tiles",
+    "reconstruct_linear", "reconstruct_units", "split_signed", "ssm_roles", "to_tiles",
     "weights_to_conductances",
 ]

@@ -13,6 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal, get_args
 
 from imssa.errors import ImssaError
 from imssa.names import Granularity
@@ -39,6 +40,17 @@ class Encoding(str, Enum):
 #: output of A_bar and B_bar). Saved configs that say "column" (the old word) read as "channel".
 MAPPING_GRANULARITIES: tuple[str, ...] = ("tensor", "channel")
 _OLD_WORDS = {"column": "channel"}
+
+#: How A_bar sits on the array (DESIGN.md, "The state transition on a crossbar"): "direct"
+#: holds A_bar, "increment" holds A_bar - 1 and the state register adds its own content,
+#: x[k] = x[k-1] + decode(ADC((A_bar - 1) DAC(x[k-1]) + B_bar DAC(u[k]))).
+Transition = Literal["direct", "increment"]
+TRANSITIONS: tuple[str, ...] = get_args(Transition)
+#: Conductance scales of A_bar: None follows ``granularity``; "mode" is one per mode (the column
+#: group of a mode, imssa.names' word); "split" one per entry, the diagonal (a_r) and off-diagonal
+#: (a_i) entries of each complex block on columns of their own (complex SSMs only).
+TransitionScale = Literal["mode", "split"]
+TRANSITION_SCALES: tuple[str, ...] = get_args(TransitionScale)
 
 #: The largest elementary block (rows, cols) an encoding places; a tile must hold one.
 BLOCK_SHAPE: dict[Encoding, tuple[int, int]] = {
@@ -71,6 +83,11 @@ class MappingConfig:
             differential pairs of columns).
         granularity: w_max per "tensor" or per "channel" (one per logical output, shared by
             the two devices of a pair and by both polarities).
+        transition: the state transition's form, "direct" (the array holds A_bar) or
+            "increment" (the array holds A_bar - 1, the state register accumulates).
+        transition_scale: A_bar's conductance scales: None (as ``granularity``), "mode" (one per
+            mode) or "split" (one per entry, diagonal and off-diagonal on separate columns;
+            complex SSMs only, and a tile must hold the 4x8 / 2x8 block it needs).
     """
 
     g_min: float = 0.0
@@ -79,6 +96,8 @@ class MappingConfig:
     tile_cols: int = 256
     encoding: Encoding = Encoding.POLARITY_BLOCK
     granularity: Granularity = "tensor"
+    transition: Transition = "direct"
+    transition_scale: TransitionScale | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "encoding", parse_encoding(self.encoding))
@@ -96,9 +115,17 @@ class MappingConfig:
                     f"MappingConfig.{name} must be an integer >= {need}, since a tile has to hold "
                     f"one {rows}x{cols} block of the {self.encoding.value!r} encoding; "
                     f"got {value!r}")
-        if self.granularity not in MAPPING_GRANULARITIES:
-            raise ImssaError(f"MappingConfig.granularity must be one of {MAPPING_GRANULARITIES}, "
-                             f"got {self.granularity!r}")
+        for name, choices in (("granularity", MAPPING_GRANULARITIES),
+                              ("transition", TRANSITIONS),
+                              ("transition_scale", (None, *TRANSITION_SCALES))):
+            if getattr(self, name) not in choices:
+                raise ImssaError(f"MappingConfig.{name} must be one of {choices}, "
+                                 f"got {getattr(self, name)!r}")
+
+    @property
+    def default_transition(self) -> bool:
+        """Whether A_bar is mapped as every other tensor: direct, scaled as ``granularity``."""
+        return self.transition == "direct" and self.transition_scale is None
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

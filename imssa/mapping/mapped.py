@@ -35,7 +35,7 @@ from imssa.mapping.encoding import (
     encode_drive,
     weights_to_conductances,
 )
-from imssa.mapping.roles import DENSE, SSM_ROLES, Role
+from imssa.mapping.roles import DENSE, SSM_ROLES, Role, ssm_roles
 from imssa.mapping.tiling import TileLayout, pack_groups
 from imssa.ssm.model import S4DModel
 from imssa.ssm.s4d import DiscreteSSM
@@ -60,6 +60,9 @@ class MappedTensor:
         g_min, g_max: conductance window (µS).
         layout: tile placement of the logical crossbar matrix.
         has_bias: dense only: the last row is the bias, driven by 1.
+        offset: what the periphery adds digitally to the array's weight: 1 for A_bar in the
+            increment form (the array holds A_bar - 1, the state register adds x), else 0;
+            :func:`reconstruct` includes it, :func:`mapped_matvec` (the array's product) does not.
     """
 
     name: str
@@ -72,6 +75,7 @@ class MappedTensor:
     g_max: float
     layout: TileLayout
     has_bias: bool = False
+    offset: float = 0.0
 
     @property
     def doubled(self) -> bool:
@@ -128,27 +132,32 @@ class MappedTensor:
 # --- building -------------------------------------------------------------------------------
 
 def _w_max(W: Tensor, granularity: str, role: Role) -> Tensor:
-    """w_max shaped (*grid, out_unit, 1): the tensor's max |w|, or one per logical output."""
+    """w_max shaped (*grid, out_unit, 1): the tensor's max |w|, one per unit block ("mode"),
+    or one per logical output ("channel")."""
     A = W.abs()
     if granularity == "tensor":
         w = A.amax() if A.numel() else torch.ones((), dtype=W.dtype)
         w = w.expand(*W.shape[:-1], 1)
+    elif granularity == "mode":
+        w = A.amax(dim=(-2, -1), keepdim=True).expand(*W.shape[:-1], 1)
     else:
         w = role.channel_w_max(A)
     return torch.where(w > 0, w, torch.ones_like(w)).contiguous()
 
 
 def map_weights(name: str, role: Role, W: Tensor, cfg: MappingConfig, *,
-                has_bias: bool = False) -> MappedTensor:
+                has_bias: bool = False, granularity: str | None = None,
+                offset: float = 0.0) -> MappedTensor:
     """Signed unit weights W (*grid, out_unit, in_unit) -> a :class:`MappedTensor`.
 
     For dense, W is the (out, in [+ 1]) matrix, bias last. Most callers want
-    :func:`map_linear`, :func:`map_ssm` or :func:`map_model`.
+    :func:`map_linear`, :func:`map_ssm` or :func:`map_model`. ``granularity`` overrides the
+    config's (A_bar's transition scale); ``offset``: see :class:`MappedTensor`.
     """
     W = W.detach()
     check_finite(W, f"the weights of {name}")
     encoding = Encoding.DIFFERENTIAL if role is DENSE else cfg.encoding
-    w_max = _w_max(W, cfg.granularity, role)
+    w_max = _w_max(W, granularity or cfg.granularity, role)
     g = weights_to_conductances(W, w_max, cfg.g_min, cfg.g_max, encoding, doubled=role.doubled)
     unit = (1, 2) if role is DENSE else (int(g.shape[-2]), int(g.shape[-1]))
     n_groups, group = role.group(unit, tuple(g.shape))
@@ -156,7 +165,7 @@ def map_weights(name: str, role: Role, W: Tensor, cfg: MappingConfig, *,
     layout = pack_groups(n_groups, group, unit, cfg.tile_rows, cfg.tile_cols, what=what)
     return MappedTensor(name=name, role=role, encoding=encoding, g_target=g,
                         scale=(cfg.g_max - cfg.g_min) / w_max, w_max=w_max, g_min=cfg.g_min,
-                        g_max=cfg.g_max, layout=layout, has_bias=has_bias)
+                        g_max=cfg.g_max, layout=layout, has_bias=has_bias, offset=offset)
 
 
 def map_linear(name: str, weight: Tensor, bias: Tensor | None, cfg: MappingConfig) -> MappedTensor:
@@ -175,18 +184,35 @@ def map_linear(name: str, weight: Tensor, bias: Tensor | None, cfg: MappingConfi
 def map_ssm(prefix: str, ssm: DiscreteSSM, cfg: MappingConfig) -> dict[str, MappedTensor]:
     """A discrete SSM -> {"A_bar", "B_bar", "C", "D"} mapped tensors named ``prefix.A_bar`` etc.
 
-    C carries the factor 2 of y = 2 Re(C x) on the crossbar.
+    Complex modes (S4D) or real ones (S4D-Real), as ``A_bar``'s dtype says; C carries the factor
+    2 of y = 2 Re(C x) of complex modes on the crossbar. A_bar is mapped in the config's
+    transition form and scale (the increment form holds A_bar - 1).
     """
-    H, N2 = ssm.A_bar.shape
+    H, M = ssm.A_bar.shape
+    real = not torch.is_complex(ssm.A_bar)
+    kind = "real" if real else "complex"
     for field in ("A_bar", "B_bar", "C"):
         t = getattr(ssm, field)
-        if not torch.is_complex(t) or tuple(t.shape) != (H, N2):
-            raise ImssaError(f"{prefix}: DiscreteSSM.{field} must be complex (H, N/2) = "
-                             f"({H}, {N2}), got {t.dtype} {tuple(t.shape)}")
+        if torch.is_complex(t) == real or tuple(t.shape) != (H, M):
+            raise ImssaError(f"{prefix}: DiscreteSSM.{field} must be {kind} (H, modes) = "
+                             f"({H}, {M}) like A_bar, got {t.dtype} {tuple(t.shape)}")
     if tuple(ssm.D.shape) != (H,) or torch.is_complex(ssm.D):
         raise ImssaError(f"{prefix}: DiscreteSSM.D must be real ({H},), got {tuple(ssm.D.shape)}")
-    return {k: map_weights(f"{prefix}.{k}", role, role.units(getattr(ssm, k).detach()), cfg)
-            for k, role in SSM_ROLES.items()}
+    split = cfg.transition_scale == "split"
+    if split and real:
+        raise ImssaError(f"MappingConfig.transition_scale='split' needs complex modes; {prefix} "
+                         "is a real SSM (no off-diagonal entries): use 'mode' or None")
+    increment = cfg.transition == "increment"
+    out = {}
+    for k, role in ssm_roles(real, split).items():
+        w = getattr(ssm, k).detach()
+        if k != "A_bar":
+            out[k] = map_weights(f"{prefix}.{k}", role, role.units(w), cfg)
+            continue
+        scale = {"mode": "mode", "split": "channel"}.get(cfg.transition_scale or "")
+        out[k] = map_weights(f"{prefix}.{k}", role, role.units(w - 1 if increment else w), cfg,
+                             granularity=scale, offset=1.0 if increment else 0.0)
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -257,9 +283,11 @@ def reconstruct(t: MappedTensor, g: Tensor | None = None) -> Tensor:
     """The weight tensor held by conductances ``g`` (targets if None), chip dim kept in front.
 
     dense: (out, in [+ 1]) with the bias as last column; ssm_A, ssm_B, ssm_C: (H, N2) complex
-    (A_bar, B_bar, C without the factor 2); ssm_D: (H,).
+    or (H, N) real (A_bar, with the increment form's offset; B_bar; C without the factor 2);
+    ssm_D: (H,).
     """
-    return t.role.weight(reconstruct_units(t, g))
+    w = t.role.weight(reconstruct_units(t, g))
+    return w + t.offset if t.offset else w
 
 
 def reconstruct_linear(t: MappedTensor, g: Tensor | None = None) -> tuple[Tensor, Tensor | None]:

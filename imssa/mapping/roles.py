@@ -20,10 +20,20 @@ pieces of a column that spans several tiles, each with its own ADC):
     ssm_B   (z|1, N, H)        (z, H, N2, S)          (z, N, H, N2, S)   (z, N, H, N2, 2)
     ssm_C   (z|1, N, H, N2, 2) (z, H, P, K = 2 m)     (z, N, H, P)       (z, N, H)
     ssm_D   (z|1, N, H)        (z, H)                 (z, N, H, 1)       (z, N, H)
+
+Real SSMs (S4D-Real, :class:`~imssa.ssm.s4d_real.S4DRealLayer`) have N real modes instead of
+N2 complex ones and the same layouts with one row per mode instead of the pair (re, im): A_bar
+[[a]], B_bar [[b]], C [[c]] (no factor 2: no conjugate half), one differential pair (or a 2x2
+polarity block) per mode; the state is (z, N, H, N, 1). The ``split`` transition scale puts the
+diagonal (a_r) and off-diagonal (a_i) entries of a complex A_bar block on columns of their own,
+each with its own conductance scale: a (4, 2) unit block (outputs y_r, y_i of the diagonal
+part, then of the off-diagonal part), S = 8 (polarity) or 4 sensed columns per mode, whose
+two parts are summed after their ADCs; B_bar drives the diagonal part's columns.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -129,6 +139,11 @@ class Role:
         """DAC outputs in the drive layout -> the shaped drive and its product with W or V."""
         raise NotImplementedError
 
+    def widen(self, o: Tensor) -> Tensor:
+        """Sensed outputs of a tensor sharing these columns (B_bar's on A_bar's state columns)
+        laid out on this role's sensed columns; the same layout except for a split A_bar."""
+        return o
+
     def decode(self, t: MappedTensor, o: Tensor) -> Tensor:
         """Sensed outputs after the ADCs -> decoded outputs (sum pieces, average (y, -y))."""
         return o.sum(-1)
@@ -136,6 +151,10 @@ class Role:
     def current_scale(self, sensed_scale: Tensor) -> Tensor:
         """µS per weight unit of the tile's column currents (``AnalogTile.reference``)."""
         return sensed_scale
+
+    def sensed(self, W: Tensor) -> int:
+        """Sensed outputs (ADC conversions) per sample of effective arrays W (z, ...)."""
+        return math.prod(W.shape[1:])
 
     def readout(self, W: Tensor) -> Tensor:
         """Unit weights (z, *grid, in, out) -> one-hot read-outs (z, *grid, reads, outputs)."""
@@ -147,8 +166,10 @@ class Role:
 
 
 def _polarity_decode(t: MappedTensor, o: Tensor) -> Tensor:
+    """Sensed (y, -y) of a doubled polarity array -> y, averaged; differential outputs as is."""
     if t.encoding is Encoding.POLARITY_BLOCK:
-        return (o[..., :2] - o[..., 2:]) * 0.5
+        n = o.shape[-1] // 2
+        return (o[..., :n] - o[..., n:]) * 0.5
     return o
 
 
@@ -206,6 +227,9 @@ class Dense(Role):
     def decode(self, t, o):
         return o.sum(-2)
 
+    def sensed(self, W):
+        return W.shape[1] * W.shape[3]  # P pieces x outputs
+
 
 class StateA(Role):
     """A_bar: mode n of channel h drives its own (y_r, y_i) state columns."""
@@ -233,16 +257,22 @@ class StateA(Role):
 
     def drive(self, t, v, W):
         def product(x: Tensor, M: Tensor, out: Tensor | None) -> Tensor:
-            M = M.unsqueeze(2)  # (z 2 1 H N2 S)
-            if out is None:
-                out = x[..., 0, :] * M[:, 0]
-            else:
-                out.addcmul_(x[..., 0, :], M[:, 0])
-            return out.addcmul_(x[..., 1, :], M[:, 1])
-        return v.unsqueeze(-1), product  # (z|1 N H N2 2 1): broadcasts over sensed columns
+            M = M.unsqueeze(2)  # (z p 1 H N2 S), p rows per mode (2: re, im; 1: real)
+            out = self.widen(out) if out is not None else None
+            for j in range(M.shape[1]):
+                if out is None:
+                    out = x[..., j, :] * M[:, j]
+                else:
+                    out.addcmul_(x[..., j, :], M[:, j])
+            assert out is not None
+            return out
+        return v.unsqueeze(-1), product  # (z|1 N H N2 p 1): broadcasts over sensed columns
 
     def decode(self, t, o):
         return _polarity_decode(t, o)
+
+    def sensed(self, W):
+        return math.prod(W.shape[2:])  # (z p H N2 S): p rows per mode drive the same columns
 
 
 class InputB(StateA):
@@ -269,6 +299,9 @@ class InputB(StateA):
         def product(x: Tensor, M: Tensor, out: Tensor | None) -> Tensor:
             return x[..., None, None] * M.unsqueeze(1)
         return v, product
+
+    def sensed(self, W):
+        return math.prod(W.shape[1:])
 
 
 class OutputC(Role):
@@ -305,12 +338,12 @@ class OutputC(Role):
 
     def layout(self, t, W):
         P, m = self.pieces(t)
-        W = F.pad(W[..., 0], (0, 0, 0, P * m - W.shape[2]))  # (z H P*m 2)
-        return W.reshape(W.shape[0], W.shape[1], P, 2 * m).contiguous()
+        W = F.pad(W[..., 0], (0, 0, 0, P * m - W.shape[2]))  # (z H P*m p)
+        return W.reshape(W.shape[0], W.shape[1], P, -1).contiguous()
 
     def drive(self, t, v, W):
         P, K = W.shape[2:]
-        v = v.flatten(-2)  # (z|1 N H N2*2), mode-major like W
+        v = v.flatten(-2)  # (z|1 N H N2*p), mode-major like W
         if P * K != v.shape[-1]:
             v = F.pad(v, (0, P * K - v.shape[-1]))
 
@@ -326,6 +359,9 @@ class OutputC(Role):
 
     def column_gain(self, alpha):
         return alpha[..., 0]
+
+    def sensed(self, W):
+        return W.shape[1] * W.shape[2]  # H channels x P pieces
 
 
 class SkipD(Role):
@@ -354,6 +390,74 @@ class SkipD(Role):
         return alpha[..., 0]
 
 
+class SplitA(StateA):
+    """A complex A_bar with its diagonal (a_r) and off-diagonal (a_i) entries on columns of their
+    own: unit block (4, 2), outputs (y_r, y_i) of the diagonal part, then of the off-diagonal
+    part; per-output w_max gives each entry its own conductance scale."""
+
+    name = "ssm_A_split"
+
+    def units(self, w):
+        a_r, a_i = w.real, w.imag
+        zero = torch.zeros_like(a_r)
+        rows = [(a_r, zero), (zero, a_r), (zero, -a_i), (a_i, zero)]
+        return torch.stack([torch.stack(r, -1) for r in rows], -2)  # (H N2 4 2)
+
+    def weight(self, W):
+        return torch.complex((W[..., 0, 0] + W[..., 1, 1]) / 2, (W[..., 3, 0] - W[..., 2, 1]) / 2)
+
+    def outputs(self, y):
+        return torch.complex(y[..., 0] + y[..., 2], y[..., 1] + y[..., 3])
+
+    def widen(self, o):
+        pol = o.shape[-1] // 2  # 2 (y, -y) for polarity, 1 for differential
+        out = o.new_zeros(*o.shape[:-1], pol, 2, 2)
+        out[..., 0, :] = o.unflatten(-1, (pol, 2))
+        return out.flatten(-3)
+
+    def decode(self, t, o):
+        y = _polarity_decode(t, o)
+        return y[..., :2] + y[..., 2:]
+
+
+class _RealUnit:
+    """A real SSM tensor: one (1, 1) unit block [[w]] per mode."""
+
+    def units(self, w):
+        return w[..., None, None]  # (H N 1 1)
+
+    def weight(self, W):
+        return W[..., 0, 0]
+
+
+class RealStateA(_RealUnit, StateA):
+    """A real A_bar: mode n of channel h drives its own state column, [[a]]."""
+
+    name, complex_in, complex_out = "ssm_A_real", False, False
+
+
+class RealInputB(_RealUnit, InputB):
+    name, complex_out = "ssm_B_real", False
+
+
+class RealOutputC(_RealUnit, OutputC):
+    """A real C: y = sum_n c x, no conjugate half, so no factor 2."""
+
+    name, complex_in = "ssm_C_real", False
+
+
 DENSE, SSM_A, SSM_B, SSM_C, SSM_D = Dense(), StateA(), InputB(), OutputC(), SkipD()
-#: The role of each tensor of an SSM layer (imssa.names.SSM_TENSORS).
+SSM_A_SPLIT = SplitA()
+#: The role of each tensor of an SSM layer (imssa.names.SSM_TENSORS), complex modes.
 SSM_ROLES: dict[str, Role] = {"A_bar": SSM_A, "B_bar": SSM_B, "C": SSM_C, "D": SSM_D}
+#: The same for real modes (S4D-Real).
+REAL_SSM_ROLES: dict[str, Role] = {"A_bar": RealStateA(), "B_bar": RealInputB(),
+                                   "C": RealOutputC(), "D": SSM_D}
+
+
+def ssm_roles(real: bool, split: bool = False) -> dict[str, Role]:
+    """The roles of an SSM layer's tensors: real or complex modes, A_bar split or not (a real
+    A_bar has no off-diagonal entries to split; :func:`~imssa.mapping.map_ssm` refuses it)."""
+    if real:
+        return REAL_SSM_ROLES
+    return SSM_ROLES | {"A_bar": SSM_A_SPLIT} if split else SSM_ROLES

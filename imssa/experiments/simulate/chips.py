@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from imssa.crossbar import calibrate, convert, set_time
+from imssa.crossbar import calibrate, convert, crossbar_cost, set_time
 from imssa.data import Split
 from imssa.experiments.simulate.config import SimulationConfig, format_time
 from imssa.experiments.simulate.points import Point, Setting, generator
@@ -24,16 +25,21 @@ from imssa.ssm import S4DModel
 @torch.no_grad()
 def evaluate_setting(model: S4DModel, setting: Setting, config: SimulationConfig,
                      calibration: Tensor, split: Split, pending: Sequence[Point],
-                     device: torch.device) -> Iterator[tuple[Point, list[float], float]]:
+                     device: torch.device
+                     ) -> Iterator[tuple[Point, list[float], float, dict[str, Any]]]:
     """Program ``config.chips`` chips with ``setting`` and classify ``split`` at each point.
 
-    Yields (point, accuracy per chip, seconds) as each point finishes; the seconds exclude
+    Yields (point, accuracy per chip, seconds, the chips' cost counts,
+    :meth:`imssa.crossbar.CrossbarCost.to_dict`) as each point finishes; the seconds exclude
     programming and calibration. The chips come from a generator seeded by (seed, setting), a
     point's noise from one seeded by (seed, setting, time).
     """
     chips = convert(model, setting.mapping, setting.memristor, config.periphery,
                     chips=config.chips, seed=generator(device, config.seed, setting.index),
-                    digital=config.digital)
+                    digital=config.digital, per_tensor=config.per_tensor)
+    cost = crossbar_cost(chips)
+    print(f"setting {setting.index} cost: " + ", ".join(f"{k} {v:g}"
+                                                       for k, v in cost.totals.items()))
     if config.periphery.needs_calibration:
         calibrate(chips, calibration.split(config.batch_size))
     n = len(split.y)
@@ -47,4 +53,4 @@ def evaluate_setting(model: S4DModel, setting: Setting, config: SimulationConfig
             x = split.x[i:i + config.batch_size].to(device)
             y = split.y[i:i + config.batch_size].to(device)
             correct += (chips(x, mode="recurrent").argmax(-1) == y).sum(dim=1)
-        yield point, [c / n for c in correct.tolist()], time.perf_counter() - t0
+        yield point, [c / n for c in correct.tolist()], time.perf_counter() - t0, cost.to_dict()

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from imssa.crossbar import PeripheryConfig, analog_names
+import torch
+
+from imssa.crossbar import PeripheryConfig, analog_names, check_forms, tensor_settings
+from imssa.crossbar.settings import PerTensor, check_fields, normalize_per_tensor
 from imssa.data import CALIBRATION_SAMPLES
 from imssa.devices import check_time
 from imssa.errors import ImssaError
+from imssa.experiments.io import parse_value
 from imssa.mapping import MappingConfig
-from imssa.names import layer_generic, select
+from imssa.names import ALIASES, layer_generic, select
+from imssa.ssm import S4DModel
 
 #: Seconds per unit of :func:`parse_times` ("y" is 365 days).
 TIME_UNITS: dict[str, float] = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0,
@@ -72,6 +78,34 @@ def _check_int(name: str, value: Any, low: int | None) -> None:
         raise ImssaError(f"SimulationConfig.{name} must be an integer{bound}, got {value!r}")
 
 
+def parse_per_tensor(text: str) -> tuple[str, dict[str, Any]]:
+    """``"A:verify_tol=0.005,n_devices=4"`` -> ("A", {"verify_tol": 0.005, "n_devices": 4})."""
+    selector, sep, rest = text.partition(":")
+    if not sep or not selector.strip() or not rest.strip():
+        raise ImssaError(f"SimulationConfig.per_tensor: write SELECTOR:FIELD=VALUE[,...], e.g. "
+                         f"A:verify_tol=0.005,n_devices=4,adc_bits=10; got {text!r}")
+    fields: dict[str, Any] = {}
+    for item in rest.split(","):
+        field, eq, value = item.partition("=")
+        if not eq or not field.strip():
+            raise ImssaError(f"SimulationConfig.per_tensor {text!r}: {item!r} is not FIELD=VALUE")
+        fields[field.strip()] = parse_value(value.strip())
+    return selector.strip(), fields
+
+
+def check_model(config: SimulationConfig, model: S4DModel, settings: Sequence[Any]) -> None:
+    """What needs the model, before any work: the mapping form against its SSMs and the digital
+    parts, and the per-tensor settings against every setting's memristor."""
+    n = len(model.blocks)
+    universe = analog_names(n)
+    kept = set(select(config.digital, universe)) if config.digital else set()
+    real = any(not torch.is_complex(b.ssm.discrete().A_bar) for b in model.blocks)
+    analog_A = any(f"blocks.{i}.ssm.A_bar" not in kept for i in range(n))
+    for s in settings:
+        check_forms(s.mapping, config.periphery, analog_A=analog_A, real=real)
+        tensor_settings(config.per_tensor, universe, kept, s.memristor, config.periphery)
+
+
 def check_digital(selectors: tuple[str, ...], n_layers: int | None = None) -> None:
     """Every selector of ``digital`` names parts the crossbar can keep digital
     (:func:`imssa.crossbar.analog_names`: of any layer, or of a model of ``n_layers`` blocks)."""
@@ -110,6 +144,9 @@ class SimulationConfig:
         seed: seeds programming (per setting) and noise (per setting and time).
         data_dir: dataset folder; None uses the run's.
         device: the torch device, "auto", "cpu", "cuda", "cuda:1", ...
+        per_tensor: hardware settings of single tensors (:mod:`imssa.crossbar.settings`):
+            {selector: {field: value}}, (selector, fields) pairs, or texts
+            "A:verify_tol=0.005,n_devices=4,adc_bits=10"; stored normalized.
     """
 
     t_inference: tuple[float, ...] = (1.0, 3600.0, 86400.0, 365 * 86400.0)
@@ -125,8 +162,15 @@ class SimulationConfig:
     seed: int = 0
     data_dir: str | None = None
     device: str = "auto"
+    per_tensor: PerTensor = ()
 
     def __post_init__(self) -> None:
+        per = self.per_tensor
+        items = [parse_per_tensor(p) if isinstance(p, str) else p
+                 for p in (per.items() if isinstance(per, dict) else [per] if
+                           isinstance(per, str) else per or ())]
+        object.__setattr__(self, "per_tensor", normalize_per_tensor(items))
+        check_fields(self.per_tensor)
         times: Any = self.t_inference
         if isinstance(times, str):
             times = parse_times(times, "SimulationConfig.t_inference")
@@ -154,6 +198,9 @@ class SimulationConfig:
         if not isinstance(self.periphery, PeripheryConfig):
             raise ImssaError(f"SimulationConfig.periphery must be a PeripheryConfig, got "
                              f"{type(self.periphery).__name__}")
+        generic = {ALIASES.get(d, d) for d in self.digital}
+        check_forms(self.mapping, self.periphery,
+                    analog_A=not generic & {"blocks.*.ssm.A_bar", "blocks.*.ssm"})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (the nested configs as their dicts)."""
@@ -162,4 +209,5 @@ class SimulationConfig:
         d["digital"] = list(self.digital)
         d["mapping"] = self.mapping.to_dict()
         d["periphery"] = self.periphery.to_dict()
+        d["per_tensor"] = [[sel, dict(fields)] for sel, fields in self.per_tensor]
         return d

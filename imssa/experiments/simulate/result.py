@@ -21,12 +21,13 @@ if TYPE_CHECKING:
 def build_dataset(accuracy: np.ndarray, seconds: np.ndarray, times: Sequence[float],
                   settings: Sequence[Setting], *, sweep: str | None, keep_setting: bool,
                   record_json: str, fingerprint: str, run: str, digital_accuracy: float,
-                  n_samples: int, device: torch.device) -> xr.Dataset:
+                  n_samples: int, device: torch.device, cost_json: str = "[]") -> xr.Dataset:
     """accuracy (setting, t_inference, chip) and seconds (setting, t_inference) as a Dataset.
 
     ``keep_setting`` False drops the setting dimension (a single memristor, not a list). The
     swept field, if any, is a coordinate along ``setting``; attrs hold the record (configs as
-    JSON), its fingerprint, the run folder, the digital model's accuracy and the environment.
+    JSON), its fingerprint, the run folder, the digital model's accuracy, the environment and
+    ``cost``: per setting, the chips' hardware counts (:func:`imssa.crossbar.crossbar_cost`).
     """
     import xarray as xr
 
@@ -47,7 +48,7 @@ def build_dataset(accuracy: np.ndarray, seconds: np.ndarray, times: Sequence[flo
         attrs={"title": "imssa crossbar simulation", "config": record_json,
                "fingerprint": fingerprint, "run": run,
                "digital_accuracy": float(digital_accuracy), "n_samples": int(n_samples),
-               "sweep": sweep or "",
+               "sweep": sweep or "", "cost": cost_json,
                **{f"env_{k}": str(v) for k, v in environment(device).items()}})
     return ds if keep_setting else ds.squeeze("setting", drop=True)
 

@@ -24,7 +24,7 @@ from imssa.devices import Device, DeviceConfig
 from imssa.errors import ImssaError
 from imssa.experiments.io import read_json
 from imssa.experiments.simulate.chips import evaluate_setting
-from imssa.experiments.simulate.config import SimulationConfig, check_digital
+from imssa.experiments.simulate.config import SimulationConfig, check_digital, check_model
 from imssa.experiments.simulate.parts import PartsStore, file_digest, fingerprint, tensor_digest
 from imssa.experiments.simulate.points import Point, Setting, settings, sweep_points
 from imssa.experiments.simulate.result import (
@@ -58,6 +58,7 @@ def _inputs(run: str | Path, config: SimulationConfig, setting_list: Sequence[Se
 
     train_cfg, model = load_run(run, device)
     check_digital(config.digital, len(model.blocks))  # before any work
+    check_model(config, model, setting_list)
     data = load_task(train_cfg.task, config.data_dir or train_cfg.data_dir,
                      val_fraction=train_cfg.val_fraction, seed=train_cfg.seed, limit=config.limit)
     split = data.test if config.split == "test" else data.val
@@ -148,6 +149,7 @@ def simulate(run: str | Path, memristor: Device | DeviceConfig | Sequence[Device
         raise ImssaError(f"{store.folder}: the saved digital accuracy is damaged; delete the "
                          "folder or pass `force=True` to recompute")
     times = config.t_inference
+    costs: dict[int, Any] = {}
     acc = np.zeros((len(setting_list), len(times), config.chips))
     seconds = np.zeros((len(setting_list), len(times)))
     pending: dict[int, list[Point]] = {}
@@ -158,6 +160,7 @@ def simulate(run: str | Path, memristor: Device | DeviceConfig | Sequence[Device
             pending.setdefault(point.setting, []).append(point)
         else:
             _fill(acc, seconds, point, saved, str(store.folder))
+            costs[point.setting] = saved.get("cost")
     done = len(points) - sum(len(p) for p in pending.values())
     if done:
         print(f"resuming from {store.folder}: {done} of {len(points)} points are finished")
@@ -165,10 +168,11 @@ def simulate(run: str | Path, memristor: Device | DeviceConfig | Sequence[Device
         for setting in setting_list:
             if setting.index not in pending:
                 continue  # every point finished: its chips are not even programmed
-            for point, chip_acc, secs in evaluate_setting(
+            for point, chip_acc, secs, cost in evaluate_setting(
                     inputs.model, setting, config, inputs.calibration, inputs.split,
                     pending[setting.index], device):
-                result = {"accuracy": chip_acc, "seconds": secs}
+                result = {"accuracy": chip_acc, "seconds": secs, "cost": cost}
+                costs[setting.index] = cost
                 store.save(point.name, result)
                 _fill(acc, seconds, point, result, "simulate")
                 bar.update()
@@ -176,7 +180,8 @@ def simulate(run: str | Path, memristor: Device | DeviceConfig | Sequence[Device
     ds = build_dataset(acc, seconds, times, setting_list, sweep=sweep, keep_setting=keep_setting,
                        record_json=json.dumps(inputs.record, sort_keys=True), fingerprint=fp,
                        run=str(Path(run).resolve()), digital_accuracy=digital["accuracy"],
-                       n_samples=len(inputs.split.y), device=device)
+                       n_samples=len(inputs.split.y), device=device,
+                       cost_json=json.dumps([costs.get(s.index) for s in setting_list]))
     if out_path is not None:
         write_dataset(ds, out_path)
         store.remove()
