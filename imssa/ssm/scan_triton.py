@@ -76,6 +76,18 @@ def _quantize_stochastic(z, s, zp, qmin, qmax, seed, offset):
 
 
 @triton.jit
+def _load_abc(a_ptr, b_ptr, c_ptr, hn, HN, mask):
+    """Real and imaginary planes of A_bar, B_bar, C for the (channel, mode) block ``hn``."""
+    ar = tl.load(a_ptr + hn, mask=mask, other=0.0)
+    ai = tl.load(a_ptr + HN + hn, mask=mask, other=0.0)
+    br = tl.load(b_ptr + hn, mask=mask, other=0.0)
+    bi = tl.load(b_ptr + HN + hn, mask=mask, other=0.0)
+    cr = tl.load(c_ptr + hn, mask=mask, other=0.0)
+    ci = tl.load(c_ptr + HN + hn, mask=mask, other=0.0)
+    return ar, ai, br, bi, cr, ci
+
+
+@triton.jit
 def _ssm_scan_fwd_kernel(
     u_ptr, y_ptr, xr_ptr, xi_ptr,  # u, y: (B L H); xr, xi: (B L H N2)
     a_ptr, b_ptr, c_ptr, q_ptr,  # a, b, c: (2 H N2) re/im planes; q: (4 H N2) scale/zero/lo/hi
@@ -90,12 +102,7 @@ def _ssm_scan_fwd_kernel(
     mask = mask_h[:, None] & (offs_n < N2)[None, :]  # (BH BN)
     hn = offs_h[:, None] * N2 + offs_n[None, :]  # (BH BN)
     HN = H * N2
-    ar = tl.load(a_ptr + hn, mask=mask, other=0.0)
-    ai = tl.load(a_ptr + HN + hn, mask=mask, other=0.0)
-    br = tl.load(b_ptr + hn, mask=mask, other=0.0)
-    bi = tl.load(b_ptr + HN + hn, mask=mask, other=0.0)
-    cr = tl.load(c_ptr + hn, mask=mask, other=0.0)
-    ci = tl.load(c_ptr + HN + hn, mask=mask, other=0.0)
+    ar, ai, br, bi, cr, ci = _load_abc(a_ptr, b_ptr, c_ptr, hn, HN, mask)
     if QUANT:
         s = tl.load(q_ptr + hn, mask=mask, other=1.0)
         zp = tl.load(q_ptr + HN + hn, mask=mask, other=0.0)
@@ -143,12 +150,7 @@ def _ssm_scan_bwd_kernel(
     mask = mask_h[:, None] & (offs_n < N2)[None, :]
     hn = offs_h[:, None] * N2 + offs_n[None, :]
     HN = H * N2
-    ar = tl.load(a_ptr + hn, mask=mask, other=0.0)
-    ai = tl.load(a_ptr + HN + hn, mask=mask, other=0.0)
-    br = tl.load(b_ptr + hn, mask=mask, other=0.0)
-    bi = tl.load(b_ptr + HN + hn, mask=mask, other=0.0)
-    cr = tl.load(c_ptr + hn, mask=mask, other=0.0)
-    ci = tl.load(c_ptr + HN + hn, mask=mask, other=0.0)
+    ar, ai, br, bi, cr, ci = _load_abc(a_ptr, b_ptr, c_ptr, hn, HN, mask)
     if QUANT:
         lo = tl.load(q_ptr + 2 * HN + hn, mask=mask, other=0.0)
         hi = tl.load(q_ptr + 3 * HN + hn, mask=mask, other=0.0)

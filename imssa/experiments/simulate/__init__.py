@@ -20,16 +20,8 @@ complete (then the folder is removed). A resumed sweep gives the same numbers as
 uninterrupted one. The command line is :mod:`imssa.cli.simulate`.
 """
 
-from imssa.experiments.simulate.config import (
-    DEFAULT_MEMRISTOR,
-    SPLITS,
-    TIME_UNITS,
-    WINDOWS,
-    SimulationConfig,
-    format_time,
-    format_times,
-    parse_times,
-)
+from imssa.devices import TIME_UNITS, format_time, format_times, parse_times
+from imssa.experiments.simulate.config import DEFAULT_MEMRISTOR, SPLITS, WINDOWS, SimulationConfig
 from imssa.experiments.simulate.points import sweep_memristors
 from imssa.experiments.simulate.result import check_plot_path, plot_accuracy, summary_table
 from imssa.experiments.simulate.run import simulate

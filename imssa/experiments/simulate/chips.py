@@ -13,11 +13,12 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from imssa.crossbar import calibrate, convert, crossbar_cost, set_time
 from imssa.data import Split
-from imssa.experiments.simulate.config import SimulationConfig, format_time
+from imssa.devices import format_time
+from imssa.experiments.io import progress
+from imssa.experiments.simulate.config import SimulationConfig
 from imssa.experiments.simulate.points import Point, Setting, generator
 from imssa.ssm import S4DModel
 
@@ -48,7 +49,7 @@ def evaluate_setting(model: S4DModel, setting: Setting, config: SimulationConfig
         set_time(chips, point.t_inference, generator(device, config.seed, point.setting,
                                                      point.time))
         correct = torch.zeros(config.chips, dtype=torch.long, device=device)
-        for i in tqdm(range(0, n, config.batch_size), leave=False,
+        for i in progress(range(0, n, config.batch_size), leave=False,
                       desc=f"t = {format_time(point.t_inference)}"):
             x = split.x[i:i + config.batch_size].to(device)
             y = split.y[i:i + config.batch_size].to(device)

@@ -7,7 +7,6 @@ The memristor settings (one per ``setting`` of the result) are passed beside the
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -17,16 +16,13 @@ import torch
 from imssa.crossbar import PeripheryConfig, analog_names, check_forms, tensor_settings
 from imssa.crossbar.settings import PerTensor, check_fields, normalize_per_tensor
 from imssa.data import CALIBRATION_SAMPLES
-from imssa.devices import check_time
+from imssa.devices import check_time, parse_times
 from imssa.errors import ImssaError
 from imssa.experiments.io import parse_value
 from imssa.mapping import MappingConfig
 from imssa.names import ALIASES, layer_generic, select
 from imssa.ssm import S4DModel
 
-#: Seconds per unit of :func:`parse_times` ("y" is 365 days).
-TIME_UNITS: dict[str, float] = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0,
-                                "w": 604800.0, "y": 365 * 86400.0}
 Split = Literal["test", "val"]
 SPLITS: tuple[str, ...] = get_args(Split)
 #: Where each setting's conductance window comes from, see :class:`SimulationConfig`.
@@ -34,42 +30,6 @@ Window = Literal["memristor", "mapping"]
 WINDOWS: tuple[str, ...] = get_args(Window)
 #: The memristor model of the command line when none is named.
 DEFAULT_MEMRISTOR = "pcm"
-_TIME = re.compile(r"^([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-z]*)$")
-
-
-def parse_times(text: str, name: str = "t_inference") -> list[float]:
-    """Times like "1s,1h,1d,1y,3600" -> seconds [1, 3600, 86400, 31536000, 3600].
-
-    Units: s, m or min, h, d, w, y (365 d); a bare number is seconds. Each time must be >= 0.
-    ``name`` is what an error message calls the text.
-    """
-    times = []
-    for item in str(text).split(","):
-        token = item.strip().lower()
-        match = _TIME.match(token)
-        if token.startswith("-"):
-            raise ImssaError(f"{name}: times must be >= 0 s, got {item.strip()!r}")
-        if not match or match.group(2) not in ("", *TIME_UNITS):
-            raise ImssaError(f"{name}: cannot read {item.strip()!r} as a time; write a number "
-                             f"with an optional unit ({', '.join(TIME_UNITS)}), e.g. "
-                             "'1s,1h,1d,1y' or '3600'")
-        t = float(match.group(1)) * TIME_UNITS[match.group(2) or "s"]
-        times.append(check_time(t, name))
-    return times
-
-
-def format_time(t: float) -> str:
-    """Seconds as the largest whole unit: 3600 -> '1 h', 90 -> '90 s', 31536000 -> '1 y'."""
-    for unit in ("y", "d", "h", "min", "s"):
-        n = t / TIME_UNITS[unit]
-        if n >= 1 and float(n).is_integer():
-            return f"{int(n)} {unit}"
-    return f"{t:g} s"
-
-
-def format_times(times: tuple[float, ...]) -> str:
-    """Times as :func:`parse_times` reads them back: (1, 3600) -> '1s,1h'."""
-    return ",".join(format_time(t).replace(" ", "") for t in times)
 
 
 def _check_int(name: str, value: Any, low: int | None) -> None:

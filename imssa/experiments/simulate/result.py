@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from imssa.devices import format_time
 from imssa.errors import ImssaError
 from imssa.experiments.io import atomic_write, environment
-from imssa.experiments.simulate.config import format_time
 from imssa.experiments.simulate.points import Setting, sweep_coordinate
 
 if TYPE_CHECKING:

@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from imssa.data import Split, calibration_subset, load_task
 from imssa.devices import Device, DeviceConfig
 from imssa.errors import ImssaError
-from imssa.experiments.io import read_json
+from imssa.experiments.io import progress, read_json
 from imssa.experiments.simulate.chips import evaluate_setting
 from imssa.experiments.simulate.config import SimulationConfig, check_digital, check_model
 from imssa.experiments.simulate.parts import PartsStore, file_digest, fingerprint, tensor_digest
@@ -164,7 +163,7 @@ def simulate(run: str | Path, memristor: Device | DeviceConfig | Sequence[Device
     done = len(points) - sum(len(p) for p in pending.values())
     if done:
         print(f"resuming from {store.folder}: {done} of {len(points)} points are finished")
-    with tqdm(total=len(points), initial=done, desc="simulate") as bar:
+    with progress(total=len(points), initial=done, desc="simulate") as bar:
         for setting in setting_list:
             if setting.index not in pending:
                 continue  # every point finished: its chips are not even programmed
