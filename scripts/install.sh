@@ -36,7 +36,9 @@ else
     cpu)
       step "torch $TORCH_VERSION, CPU-only build (about 200 MB; IMSSA_TORCH=cuda for the CUDA build)"
       # the +cpu local version exists only on the CPU index (and in local wheel folders)
-      if ! $PY -m pip install "torch==$TORCH_VERSION+cpu" --extra-index-url "$TORCH_CPU_INDEX"; then
+      # probe the CPU index first (5 s): an unreachable index costs pip minutes of retries
+      if ! $PY -c "import urllib.request; urllib.request.urlopen('$TORCH_CPU_INDEX/torch/', timeout=5)" \
+          2>/dev/null || ! $PY -m pip install "torch==$TORCH_VERSION+cpu" --extra-index-url "$TORCH_CPU_INDEX"; then
         step "torch: PyTorch's CPU index is not reachable; trying the indexes pip is configured with."
         echo "    On Linux x86_64 PyPI serves the CUDA build there (about 2.5 GB); press Ctrl-C now"
         echo "    and install a CPU torch by hand if you do not want it."
