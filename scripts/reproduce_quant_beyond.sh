@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # Beyond Table III (docs/results.md, "Quantization: beyond the paper"): the push of s4d-64 W4A6 with
 # A_bar and x at 6 bits past 95 %, the missing seeds of the 16/16 and paper-scheme 8/8 rows, and the
-# s4d-256 / s4d-512 runs of the width analysis. Every job side by side on one GPU; re-running
-# resumes unfinished runs.
+# s4d-256 / s4d-512 runs of the width analysis. One job after another (sweeps on Dask: the sweep
+# issue); re-running resumes unfinished runs.
 #   DATA=../shared/data OUT=runs/quant-beyond bash scripts/reproduce_quant_beyond.sh
-set -u
+set -eu
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-runs/quant-beyond}
 FP=${FP:-results/foundation}
-JOBS=${JOBS:-16}
 mkdir -p "$OUT"
 QAT="--batch-size 256 --lr 2e-3 --data-dir $DATA --resume"
 BEST="--param polar --x-granularity mode"
@@ -24,7 +23,8 @@ run=$FP/smnist-s4d-64-seed0
   echo "qat $run --preset W4A6 --a-bits 4 --x-bits 4 $BEST $QAT --epochs 20 --ssm-lr 1e-3 --out $OUT/qat-W4A6-4-4-e20-ssm1e-3-s4d-64-s0"
   # progressive: 8/8 QAT first, then 6/6 QAT from it (a polar QAT folder is a run of its float model)
   p=$OUT/qat-W4A6-8-8-e10-ssm1e-3-s4d-64-s0
-  echo "qat $run --preset W4A6 --a-bits 8 --x-bits 8 $BEST $QAT --epochs 10 --ssm-lr 1e-3 --out $p && imssa qat $p --preset W4A6 --a-bits 6 --x-bits 6 $BEST $QAT --epochs 10 --ssm-lr 1e-3 --out $OUT/qat-W4A6-6-6-prog-s4d-64-s0"
+  echo "qat $run --preset W4A6 --a-bits 8 --x-bits 8 $BEST $QAT --epochs 10 --ssm-lr 1e-3 --out $p"
+  echo "qat $p --preset W4A6 --a-bits 6 --x-bits 6 $BEST $QAT --epochs 10 --ssm-lr 1e-3 --out $OUT/qat-W4A6-6-6-prog-s4d-64-s0"
   # stochastic rounding of the state (an unbiased dither): PTQ and the Table III QAT recipe
   SR="$BEST --x-rounding stochastic"
   for seed in 0 1 2; do
@@ -45,4 +45,4 @@ run=$FP/smnist-s4d-64-seed0
     echo "qat $r --preset W4A6 --a-bits 8 --x-bits 8 --param continuous $QAT --epochs 10 --seed $seed --out $OUT/qat-W4A6-8-8-cartesian-s4d-64-s$seed"
   done
 } > "$OUT/jobs.txt"
-bash scripts/run_jobs.sh "$OUT/jobs.txt" "$JOBS"
+while read -r line; do python3 -m imssa $line; done < "$OUT/jobs.txt"

@@ -35,7 +35,7 @@ from imssa.quant.noise import WeightNoiseConfig, noisy_ssm, perturb, read_noise
 from imssa.quant.observer import RangeObserver
 from imssa.quant.quantizer import FakeQuantizer, PolarQuantizer
 from imssa.quant.spec import QuantConfig, QuantSpec
-from imssa.ssm.s4d import DiagonalSSM, DiscreteSSM, check_mode, fft_conv, readout, ssm_kernel
+from imssa.ssm.s4d import DiagonalSSM, DiscreteSSM, check_mode, fft_conv, ssm_kernel
 from imssa.ssm.scan import ReadNoise, StateQuant, ssm_scan
 
 PARAMETERIZATIONS = ("continuous", "discrete", "frozen-a")
@@ -248,12 +248,11 @@ class QuantSSM(Noisy):
         """One streaming step, the state quantized as in recurrent mode. u: (..., H)."""
         ssm, x = state
         u = self.q["input"](u)
-        x = ssm.A_bar * x + ssm.B_bar * u.unsqueeze(-1)  # (... H N/2)
+        x = ssm.advance(x, u)
         sq = self.state_quant()
         if sq is not None:
             x = sq(x)
-        y = readout(ssm.C, x) + ssm.D * u
-        return self.q["output"](y), (ssm, x)
+        return self.q["output"](ssm.output(x, u)), (ssm, x)
 
 
 def signed_kernel(ssm: DiscreteSSM, L: int) -> Tensor:
@@ -281,7 +280,7 @@ def _observe_state(obs: RangeObserver, ssm: DiscreteSSM, u: Tensor) -> None:
     x = ssm.init_state(Bsz)  # (B H N/2)
     steps = []
     for k in range(L):
-        x = ssm.A_bar * x + ssm.B_bar * u[:, k, :, None]  # (B H N/2)
+        x = ssm.advance(x, u[:, k])  # (B H N/2)
         steps.append(x)
         if len(steps) == chunk or k == L - 1:
             obs.update(torch.stack(steps, dim=1))  # (B T H N/2)

@@ -109,8 +109,16 @@ class DiscreteSSM:
 
         Returns y[k] (..., H) and the new state x[k].
         """
-        x = self.A_bar * x + self.B_bar * u.unsqueeze(-1)  # (... H N/2)
-        return readout(self.C, x) + self.D * u, x  # (... H)
+        x = self.advance(x, u)
+        return self.output(x, u), x
+
+    def advance(self, x: Tensor, u: Tensor) -> Tensor:
+        """The state update A_bar x[k-1] + B_bar u[k]. x: (..., H, modes); u: (..., H)."""
+        return self.A_bar * x + self.B_bar * u.unsqueeze(-1)
+
+    def output(self, x: Tensor, u: Tensor) -> Tensor:
+        """y[k] = readout(C, x[k]) + D u[k], (..., H)."""
+        return readout(self.C, x) + self.D * u
 
     def scan(self, u: Tensor) -> Tensor:
         """The recurrence over a whole sequence from a zero state. u: (..., L, H) -> y (..., L, H)."""
