@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from imssa.cost import UNITS, EnergyConfig, adc_energy, estimate
-from imssa.crossbar import PeripheryConfig, convert
+from imssa.crossbar import DIGITAL_PARTS, PeripheryConfig, convert
 from imssa.devices import IdealDevice, make_device
 from imssa.errors import ImssaError
 from imssa.mapping import MappingConfig
@@ -185,6 +185,24 @@ def test_a_digital_part_removes_its_conversions_and_adds_digital_macs():
     assert a["digital_macs"] == L * 8  # 4 real MACs per complex mode
     assert a["adc_conversions"] == base["adc_conversions"]  # B still senses the state columns
     assert a["dac_conversions"] == base["dac_conversions"]  # C still reads the state
+
+
+def test_all_digital_conversion_costs_what_the_digital_model_costs():
+    everything = convert(_model(), MappingConfig(tile_rows=4, tile_cols=4), IdealDevice(),
+                         digital=DIGITAL_PARTS)
+    assert estimate(everything, steps=L).as_dict() == estimate(_model(), steps=L).as_dict()
+
+
+def test_real_ssm_one_pair_per_mode():
+    torch.manual_seed(0)
+    model = S4DModel(S4DConfig(d_input=1, d_model=2, d_state=2, n_classes=2, ssm="real"))
+    r = estimate(convert(model, MappingConfig(tile_rows=4, tile_cols=4, encoding="differential"),
+                         IdealDevice()), steps=L)
+    # N = 2 real modes per channel: A_bar one differential pair (1 weight) per mode
+    a = r.tensors["blocks.0.ssm.A_bar"]
+    assert (a["devices"], a["weights"]) == (2 * 2 * 2, 4)
+    assert r.converters["blocks.0.ssm.state"]["per_step"] == 2 * 2  # one column per mode
+    assert estimate(model, steps=L).as_dict()["digital_macs"] == L * (2 + 4 + 4 + 4 + 2 + 8) + 4
 
 
 def test_bad_input_is_refused():

@@ -189,8 +189,9 @@ def _digital(tally: _Tally, model: S4DModel, analog: set[str], converters: set[s
             continue
         tally.n["digital_weight_bits"] += row.total_bits
         tally.add(None, row.elements * row.bits, runs, "memory", e.sram_pj_per_bit)
-        if name.endswith(".bias"):
-            tally.digital("digital_adds", row.elements, runs, e.add(bits))
+        if name.endswith(".bias"):  # added to the accumulator
+            tally.digital("digital_adds", row.elements, runs,
+                          e.add(None if bits is None else e.accumulator_bits))
             continue
         macs = row.elements * (2 if complex_ssm and name.endswith(".A_bar") else 1)
         tally.digital("digital_macs", macs, runs,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from imssa.crossbar.cost import tensor_table
+
 #: Every figure of :meth:`CostReport.as_dict`: name -> (units, what it is). Counts are per
 #: inference (one sequence, all its time steps, on one chip) unless they say otherwise.
 UNITS: dict[str, tuple[str, str]] = {
@@ -80,17 +82,4 @@ class CostReport:
 
     def summary(self) -> str:
         """A text table: one line per crossbar tensor, then :meth:`line`."""
-        lines = []
-        if self.tensors:
-            lines.append(f"{'tensor':<22} {'tiles':>5} {'columns':>8} {'devices':>9} "
-                         f"{'pulses':>10} {'n_dev':>5} {'dac':>4} {'adc':>4}")
-            for name, r in self.tensors.items():
-                lines.append(f"{name:<22} {r['tiles']:>5} {r['columns']:>8} {r['devices']:>9} "
-                             f"{r['pulses']:>10.0f} {r['n_devices']:>5} "
-                             f"{_bits(r.get('dac_bits')):>4} {_bits(r.get('adc_bits')):>4}")
-        lines.append(self.line())
-        return "\n".join(lines)
-
-
-def _bits(bits: int | None) -> str:
-    return "-" if bits is None else str(bits)
+        return "\n".join([*(tensor_table(self.tensors) if self.tensors else []), self.line()])

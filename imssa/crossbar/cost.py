@@ -56,12 +56,23 @@ class CrossbarCost:
 
     def summary(self) -> str:
         """A small text table: one line per tensor, then the totals."""
-        lines = [f"{'tensor':<22} {'tiles':>5} {'columns':>8} {'devices':>9} {'pulses':>10}"]
-        for name, t in self.tensors.items():
-            lines.append(f"{name:<22} {t['tiles']:>5} {t['columns']:>8} {t['devices']:>9} "
-                         f"{t['pulses']:>10.0f}")
-        lines.append(", ".join(f"{k} {v:g}" for k, v in self.totals.items()))
-        return "\n".join(lines)
+        return "\n".join([*tensor_table(self.tensors),
+                          ", ".join(f"{k} {v:g}" for k, v in self.totals.items())])
+
+
+def tensor_table(tensors: dict[str, dict[str, Any]]) -> list[str]:
+    """Lines of a text table of :attr:`CrossbarCost.tensors`: tiles, columns, devices, pulses
+    and the settings of each tensor (devices per weight, DAC and ADC bits, "-" for ideal)."""
+    def bits(b: int | None) -> str:
+        return "-" if b is None else str(b)
+
+    lines = [f"{'tensor':<22} {'tiles':>5} {'columns':>8} {'devices':>9} {'pulses':>10} "
+             f"{'n_dev':>5} {'dac':>4} {'adc':>4}"]
+    for name, t in tensors.items():
+        lines.append(f"{name:<22} {t['tiles']:>5} {t['columns']:>8} {t['devices']:>9} "
+                     f"{t['pulses']:>10.0f} {t['n_devices']:>5} {bits(t['dac_bits']):>4} "
+                     f"{bits(t['adc_bits']):>4}")
+    return lines
 
 
 def _decoded(part: AnalogPart, key: str) -> int:
