@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from imssa.crossbar import calibrate, convert, crossbar_cost, set_time
+from imssa.cost import estimate
+from imssa.crossbar import calibrate, convert, set_time
 from imssa.data import Split
 from imssa.devices import format_time
 from imssa.experiments.io import progress
@@ -30,17 +31,16 @@ def evaluate_setting(model: S4DModel, setting: Setting, config: SimulationConfig
                      ) -> Iterator[tuple[Point, list[float], float, dict[str, Any]]]:
     """Program ``config.chips`` chips with ``setting`` and classify ``split`` at each point.
 
-    Yields (point, accuracy per chip, seconds, the chips' cost counts,
-    :meth:`imssa.crossbar.CrossbarCost.to_dict`) as each point finishes; the seconds exclude
-    programming and calibration. The chips come from a generator seeded by (seed, setting), a
+    Yields (point, accuracy per chip, seconds, the chips' hardware cost per inference of one
+    sequence of the split, :meth:`imssa.cost.CostReport.to_dict`) as each point finishes; the
+    seconds exclude programming and calibration. The chips come from a generator seeded by (seed, setting), a
     point's noise from one seeded by (seed, setting, time).
     """
     chips = convert(model, setting.mapping, setting.memristor, config.periphery,
                     chips=config.chips, seed=generator(device, config.seed, setting.index),
                     digital=config.digital, per_tensor=config.per_tensor)
-    cost = crossbar_cost(chips)
-    print(f"setting {setting.index} cost: " + ", ".join(f"{k} {v:g}"
-                                                       for k, v in cost.totals.items()))
+    cost = estimate(chips, steps=split.x.shape[1])
+    print(f"setting {setting.index} cost: {cost.line()}")
     if config.periphery.needs_calibration:
         calibrate(chips, calibration.split(config.batch_size))
     n = len(split.y)

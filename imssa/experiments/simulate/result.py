@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from imssa.cost import UNITS
 from imssa.devices import format_time
 from imssa.errors import ImssaError
 from imssa.experiments.io import atomic_write, environment
@@ -27,7 +29,10 @@ def build_dataset(accuracy: np.ndarray, seconds: np.ndarray, times: Sequence[flo
     ``keep_setting`` False drops the setting dimension (a single memristor, not a list). The
     swept field, if any, is a coordinate along ``setting``; attrs hold the record (configs as
     JSON), its fingerprint, the run folder, the digital model's accuracy, the environment and
-    ``cost``: per setting, the chips' hardware counts (:func:`imssa.crossbar.crossbar_cost`).
+    ``cost``: per setting, the chips' hardware cost (:meth:`imssa.cost.CostReport.to_dict`),
+    whose figures (energy and latency per inference, devices, conversions, ...) are also data
+    variables ``cost_<name>`` along ``setting``, with their units (:data:`imssa.cost.UNITS`;
+    NaN for a setting without them).
     """
     import xarray as xr
 
@@ -43,7 +48,8 @@ def build_dataset(accuracy: np.ndarray, seconds: np.ndarray, times: Sequence[flo
                          {"long_name": f"memristor config field {sweep}"})
     ds = xr.Dataset(
         {"accuracy": (dims, accuracy, {"units": "1", "long_name": "classification accuracy"}),
-         "seconds": (dims[:2], seconds, {"units": "s", "long_name": "wall time of the point"})},
+         "seconds": (dims[:2], seconds, {"units": "s", "long_name": "wall time of the point"}),
+         **cost_variables(json.loads(cost_json), len(settings))},
         coords=coords,
         attrs={"title": "imssa crossbar simulation", "config": record_json,
                "fingerprint": fingerprint, "run": run,
@@ -51,6 +57,16 @@ def build_dataset(accuracy: np.ndarray, seconds: np.ndarray, times: Sequence[flo
                "sweep": sweep or "", "cost": cost_json,
                **{f"env_{k}": str(v) for k, v in environment(device).items()}})
     return ds if keep_setting else ds.squeeze("setting", drop=True)
+
+
+def cost_variables(costs: Sequence[dict[str, Any] | None], n_settings: int
+                   ) -> dict[str, tuple]:
+    """``cost_<name>`` (setting,) variables of every :data:`imssa.cost.UNITS` figure."""
+    totals = [(c or {}).get("totals", {}) for c in costs] + [{}] * (n_settings - len(costs))
+    return {f"cost_{name}": ("setting", np.array([t.get(name, np.nan) for t in totals],
+                                                 dtype=np.float64),
+                             {"units": units, "long_name": long_name})
+            for name, (units, long_name) in UNITS.items()}
 
 
 def write_dataset(ds: xr.Dataset, out: str | Path) -> None:
