@@ -228,13 +228,12 @@ def plot_transition_error(ds: xr.Dataset, times: Iterable[float] | None = None) 
     fig = Figure(figsize=(4.2 * len(times) + 0.4, 4.2), layout="constrained")
     axes = fig.subplots(1, len(times), squeeze=False)[0]
     decay = ds.decay.broadcast_like(ds.error.isel(t_inference=0)).values.ravel()
-    positive = decay[decay > 0]
-    lo_x = positive.min() if positive.size else 1e-6
+    ok = decay > 0  # a digital mode on or outside the unit circle has no decay to compare
+    x_lim = (decay[ok].min() / 2, 1.5) if ok.any() else (1e-6, 1.5)
     for ax, t in zip(axes, times):
         sel = ds.sel(t_inference=t)
         err, rad = sel.error.values.ravel(), sel.radius_chip.values.ravel()
-        ok = decay > 0
-        floor = max(1e-12, float(np.nanmin(np.where(err > 0, err, np.inf), initial=1.0)) / 10)
+        floor = max(1e-12, float(np.min(err[err > 0], initial=1.0)) / 10)
         y = np.maximum(err, floor)
         bad = rad >= 1
         ax.scatter(decay[ok & ~bad], y[ok & ~bad], s=4, alpha=0.4, lw=0, c="C0",
@@ -242,15 +241,15 @@ def plot_transition_error(ds: xr.Dataset, times: Iterable[float] | None = None) 
         if (ok & bad).any():
             ax.scatter(decay[ok & bad], y[ok & bad], s=6, alpha=0.7, lw=0, c="C3",
                        label="unstable on chip (radius >= 1)", rasterized=True)
-        lim = [min(lo_x, floor), max(1.0, float(y.max()))]
-        ax.plot(lim, lim, "k--", lw=1, label="error = decay")
-        ax.set(xscale="log", yscale="log", xlabel="1 - |A_bar| (digital decay per step)",
+        ax.plot(x_lim, x_lim, "k--", lw=1, label="error = decay")
+        ax.set(xscale="log", yscale="log", xlim=x_lim, xlabel="1 - |A_bar| (digital decay per step)",
                ylabel="|A_bar on chip - A_bar|")
         ax.set_title(f"t = {format_time(float(t))}: {float(sel.broken.mean()):.0f} broken, "
                      f"{float(sel.unstable.mean()):.0f} unstable (mean/chip)", fontsize=9)
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     mapping = json.loads(ds.attrs.get("config", "{}")).get("mapping", {})
+    scale = mapping.get("transition_scale") or f"per {mapping.get('granularity', 'tensor')}"
     fig.suptitle(f"A_bar on chip, {ds.attrs.get('task', '')}, {mapping.get('transition', '')} "
-                 f"form, scale {mapping.get('transition_scale')}, {ds.sizes['chip']} chips")
+                 f"form, scale {scale}, {ds.sizes['chip']} chips", fontsize=10)
     return fig
