@@ -363,11 +363,13 @@ _DIGITAL_A = (["--transition", "increment", "--digital", "A"], "every A_bar is k
     (["simulate"], *_NARROW), (["simulate"], *_SPLIT_REAL), (["simulate"], *_DIGITAL_A),
     (["analyze", "transition-error"], *_SPLIT_REAL),  # it reads A_bar alone: no converters
     (["analyze", "transition-error"], *_DIGITAL_A),
+    (["analyze", "transition-error"], ["--plot", "te.xyz"], "--plot te.xyz: unknown image format"),
 ])
 def test_cli_bad_forms_give_one_line_and_leave_no_files(real_run, tmp_path, capsys, verb, argv,
                                                         message):
     """Issue 9, item 9: an accumulator narrower than the state, split with a real SSM and a form
-    for a part kept digital: exit 2, one line naming the flag, nothing written."""
+    for a part kept digital (and a figure format matplotlib cannot write): exit 2, one line
+    naming the flag, nothing written."""
     out = tmp_path / "x.nc"
     assert main([*verb, str(real_run), *argv, "--device", "cpu", "--out", str(out)]) == 2
     err = capsys.readouterr().err

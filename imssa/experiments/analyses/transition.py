@@ -40,6 +40,7 @@ from imssa.experiments.io import environment
 from imssa.experiments.simulate import SimulationConfig
 from imssa.experiments.simulate.config import check_digital, check_model
 from imssa.experiments.simulate.points import generator, settings
+from imssa.experiments.simulate.result import check_out, check_plot_path
 from imssa.experiments.train import load_run, resolve_device
 from imssa.mapping import blocks_to_complex, reconstruct_units
 
@@ -141,6 +142,10 @@ def transition_error(run: str | Path, memristor: str | Device | DeviceConfig = "
     config = config if config is not None else SimulationConfig()
     if not isinstance(config, SimulationConfig):
         raise ImssaError(f"config must be a SimulationConfig, got {type(config).__name__}")
+    if out is not None:  # the files are checked before any work
+        check_out(out)
+    if plot is not None:
+        check_plot_path(plot)
     setting = settings(_memristor(memristor), config, None)[0]
     dev = resolve_device(config.device if device is None else device)
     train_cfg, model = load_run(run, dev)
