@@ -179,9 +179,10 @@ def plot_demo(curves: dict[str, xr.Dataset], digital: dict[str, float], title: s
     ax.set(xlabel="time since programming", ylim=(0, 105), title=title,
            ylabel=f"test accuracy (% correct), mean ± std of {n_chips} chips")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=2)
     fig.tight_layout()
     try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=150))
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=150,
+                                                   bbox_inches="tight"))
     finally:
         plt.close(fig)
