@@ -217,12 +217,17 @@ def _add_transition(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=default(SimulationConfig, "seed"),
                    help="seeds programming and drift, as in `imssa simulate` (default "
                    "%(default)s)")
+    _add_outputs(p, default(SimulationConfig, "device"))
+    p.set_defaults(func=functools.partial(_run, _transition_cmd))
+
+
+def _add_outputs(p: argparse.ArgumentParser, device: str) -> None:
+    """The options of every analysis: its files and the torch device."""
     p.add_argument("--out", required=True, help="NetCDF file to write (FILE.nc)")
     p.add_argument("--plot", default=None, help="PNG figure to write (default: --out with .png)")
     p.add_argument("--no-plot", action="store_true", help="write no figure")
-    p.add_argument("--device", default=default(SimulationConfig, "device"),
+    p.add_argument("--device", default=device,
                    help="torch device: cpu, cuda, cuda:1 or auto (default %(default)s)")
-    p.set_defaults(func=functools.partial(_run, _transition_cmd))
 
 
 def _add_analysis(sub: Any, fn: Callable[..., Any], handler: Callable[[argparse.Namespace], None],
@@ -237,11 +242,7 @@ def _add_analysis(sub: Any, fn: Callable[..., Any], handler: Callable[[argparse.
     p.add_argument("--bits", default=_csv_default(fn, "bits"),
                    help=f"bit widths, e.g. '2,4,6,8' or '2-8,10' (each in {MIN_BITS}..{MAX_BITS};"
                    " default %(default)s)")
-    p.add_argument("--out", required=True, help="NetCDF file to write (FILE.nc)")
-    p.add_argument("--plot", default=None, help="PNG figure to write (default: --out with .png)")
-    p.add_argument("--no-plot", action="store_true", help="write no figure")
-    p.add_argument("--device", default=_default(fn, "device"),
-                   help="torch device: cpu, cuda, cuda:1 or auto (default %(default)s)")
+    _add_outputs(p, _default(fn, "device"))
     p.add_argument("--data-dir", default=_default(fn, "data_dir"),
                    help="folder with the dataset files (default: the run's, else $IMSSA_DATA_DIR)")
     p.set_defaults(func=functools.partial(_run, handler))
