@@ -24,10 +24,10 @@ test: install-test
 test-fast:
 	$(PYTHON) -m pytest -q -m "not slow" tests
 
-# runs the notebook top to bottom (as `jupyter execute`; interactively: jupyter lab notebooks/)
+# runs the notebooks top to bottom (as `jupyter execute`; interactively: jupyter lab notebooks/)
 notebook:
 	$(PYTHON) -c "import sys; from nbclient.cli import main; sys.exit(main())" \
-		notebooks/conductance_maps.ipynb
+		notebooks/conductance_maps.ipynb notebooks/analog_ssm.ipynb
 
 lint:
 	$(PYTHON) -m ruff check imssa tests benchmarks

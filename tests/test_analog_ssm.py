@@ -1,6 +1,7 @@
 """Tests of the state transition on a crossbar (issue 9): the mapping forms (direct, increment;
 A_bar's scale per mode or split per entry), real SSMs (S4D-Real) on the crossbar, per-tensor
-hardware settings, the cost summary, and the errors of bad input.
+hardware settings, the cost summary, the errors of bad input, and the state transition the
+chips realize (``imssa analyze transition-error``).
 
 With ideal devices and periphery every form equals the digital model to 1e-9 (float64), for
 complex and real SSMs, with and without parts kept digital, in recurrent mode and streaming.
@@ -8,11 +9,17 @@ complex and real SSMs, with and without parts kept digital, in recurrent mode an
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
+import json
 
+import numpy as np
 import pytest
 import torch
+import xarray as xr
 
+from imssa.cli import main
 from imssa.crossbar import (
     PeripheryConfig,
     calibrate,
@@ -23,6 +30,7 @@ from imssa.crossbar import (
 )
 from imssa.devices import GaussianConfig, GaussianDevice, IdealDevice
 from imssa.errors import ImssaError
+from imssa.experiments.analyses.transition import chip_transitions
 from imssa.mapping import MappingConfig, map_ssm, mapped_matvec, reconstruct
 from imssa.ssm import S4DConfig, S4DModel
 
@@ -255,3 +263,115 @@ def test_bad_forms_and_settings_are_refused_before_work(kwargs, match):
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     with pytest.raises(ImssaError, match="MappingConfig.transition must be one of"):
         MappingConfig(transition="sideways")
+
+
+# --- the state transition the chips realize (imssa analyze transition-error) -----------------
+
+@pytest.mark.parametrize("ssm", ["complex", "real"])
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_chip_transition_of_ideal_devices_is_the_digital_A_bar(ssm, encoding):
+    """Ideal devices, global compensation (gain 1): every form realizes A_bar to 1e-9, and the
+    realized map's spectral radius is |A_bar|; a layer whose A_bar is digital is left out."""
+    model = _model(ssm)
+    for transition, scale in _forms(ssm):
+        mapping = MappingConfig(g_min=1.0, tile_rows=16, tile_cols=16, encoding=encoding,
+                                transition=transition, transition_scale=scale)
+        xbar = convert(model, mapping, IdealDevice(),
+                       PeripheryConfig(drift_compensation="global"), chips=2,
+                       digital=("blocks.0.ssm.A_bar",))
+        set_time(xbar, 0.0)
+        (t,) = chip_transitions(xbar)
+        A = model.blocks[1].ssm.discrete().A_bar.detach()
+        assert t.path == "blocks.1.ssm" and t.A_chip.shape == (2, *A.shape)
+        assert t.A_chip.dtype == (torch.float64 if ssm == "real" else torch.complex128)
+        torch.testing.assert_close(t.A_chip, A.expand(2, *A.shape), rtol=0, atol=1e-9)
+        torch.testing.assert_close(t.radius_chip, A.abs().expand(2, *A.shape), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("ssm", ["complex", "real"])
+@pytest.mark.parametrize("transition", ["direct", "increment"])
+def test_chip_transition_error_follows_the_programming_error_and_the_mode_scale(ssm, transition):
+    """Gaussian programming error sigma (of g_max) on a polarity block: each weight unit is the
+    mean of two differences of two devices, std sigma g_max / scale with the mode's scale
+    (g_max - g_min) / w_max (w_max of A_bar - 1 in the increment form); the complex A_bar averages
+    the two copies of Re and Im (std / sqrt 2). Normalized by that, the error is N(0, 1)."""
+    sigma, g_min, g_max = 0.005, 5.0, 25.0  # g_min well above 0: no clipping of the noise
+    model = _model(ssm, n_layers=1, d_model=8, d_state=64)
+    xbar = convert(model, MappingConfig(g_min=g_min, g_max=g_max, transition=transition,
+                                        transition_scale="mode"),
+                   GaussianDevice(GaussianConfig(prog_noise=sigma, g_min=g_min, g_max=g_max)),
+                   PeripheryConfig(drift_compensation="none"), chips=200, seed=1)
+    set_time(xbar, 0.0)
+    (t,) = chip_transitions(xbar)
+    w_max = xbar.blocks[0].ssm.parts["A_bar"].tensor.w_max[..., 0, 0]  # (H, modes), per mode
+    expected = sigma * g_max * w_max / (g_max - g_min) / (1.0 if ssm == "real" else 2 ** 0.5)
+    err = t.A_chip - t.A
+    z = err / expected if ssm == "real" else torch.cat([err.real, err.imag]) / expected
+    assert abs(z.std().item() - 1) < 0.02 and abs(z.mean().item()) < 0.03  # ~2e4 draws
+    assert z.std(0).min() > 0.7 and z.std(0).max() < 1.35  # every mode: 200 (400) draws
+
+
+def test_chip_transitions_need_an_analog_A_bar_and_a_time():
+    model = _model()
+    with pytest.raises(ImssaError, match="not a converted crossbar model"):
+        chip_transitions(model)
+    xbar = convert(model, MappingConfig(), IdealDevice(), digital=("A",))
+    set_time(xbar, 0.0)
+    with pytest.raises(ImssaError, match="keeps every A_bar digital"):
+        chip_transitions(xbar)
+    with pytest.raises(ImssaError, match="set_time"):
+        chip_transitions(convert(model, MappingConfig(), IdealDevice()))
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    from imssa.experiments.train import TrainConfig, train
+
+    path = tmp_path_factory.mktemp("analog") / "run"
+    with contextlib.redirect_stdout(io.StringIO()):
+        train(TrainConfig(task="sdigits", model="s4d-real-64x1", epochs=1, limit=80,
+                          device="cpu"), path)
+    return path
+
+
+def test_cli_transition_error_writes_the_dataset_and_figure(real_run, tmp_path, capsys):
+    out = tmp_path / "te.nc"
+    assert main(["analyze", "transition-error", str(real_run), "--memristor", "gaussian",
+                 "--prog-noise", "0.02", "--t-inference", "0,1d", "--chips", "3",
+                 "--transition", "increment", "--transition-scale", "mode",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "t = 1 d:" in printed and "of 4096 modes" in printed
+    assert (tmp_path / "te.png").stat().st_size > 0
+    with xr.open_dataset(out, engine="scipy") as ds:
+        assert dict(ds.error.sizes) == {"t_inference": 2, "chip": 3, "layer": 1, "channel": 64,
+                                        "mode": 64}
+        assert float(ds.error.min()) > 0 and (ds.A_im == 0).all()
+        err = np.hypot(ds.A_chip_re - ds.A_re, ds.A_chip_im - ds.A_im)
+        np.testing.assert_allclose(ds.error, err, rtol=1e-12)
+        assert (ds.broken == (ds.error >= ds.decay).sum(("layer", "channel", "mode"))).all()
+        assert json.loads(ds.attrs["config"])["mapping"]["transition"] == "increment"
+
+
+_NARROW = (["--transition", "increment", "--dac-bits", "8", "--state-bits", "6"],
+           "--state-bits=6 (the increment form's accumulator) is narrower than the state")
+_SPLIT_REAL = (["--transition-scale", "split"], "--transition-scale='split' needs complex modes")
+_DIGITAL_A = (["--transition", "increment", "--digital", "A"], "every A_bar is kept digital")
+
+
+@pytest.mark.parametrize("verb,argv,message", [
+    (["simulate"], *_NARROW), (["simulate"], *_SPLIT_REAL), (["simulate"], *_DIGITAL_A),
+    (["analyze", "transition-error"], *_SPLIT_REAL),  # it reads A_bar alone: no converters
+    (["analyze", "transition-error"], *_DIGITAL_A),
+    (["analyze", "transition-error"], ["--plot", "te.xyz"], "--plot te.xyz: unknown image format"),
+])
+def test_cli_bad_forms_give_one_line_and_leave_no_files(real_run, tmp_path, capsys, verb, argv,
+                                                        message):
+    """Issue 9, item 9: an accumulator narrower than the state, split with a real SSM and a form
+    for a part kept digital (and a figure format matplotlib cannot write): exit 2, one line
+    naming the flag, nothing written."""
+    out = tmp_path / "x.nc"
+    assert main([*verb, str(real_run), *argv, "--device", "cpu", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []  # no result, no .parts folder, no temporary file

@@ -166,9 +166,14 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     assert summary["test_accuracy_recurrent"] == pytest.approx(summary["test_accuracy_conv"],
                                                                abs=1 / 359)
     assert summary["qat_W4A6_a8_x8_polar"] > summary["ptq_W4A6_a8_x8"]
-    for name in ("simulation.nc", "simulation_A_digital.nc", "conductance_maps.nc",
-                 "accuracy_vs_time.png", "demo.json"):
+    for name in ("simulation.nc", "simulation_A_digital.nc", "simulation_real_increment.nc",
+                 "conductance_maps.nc", "accuracy_vs_time.png", "demo.json",
+                 "real/train/model.pt", "real/noise/model.pt"):
         assert (tmp_path / "demo" / name).exists()
+    assert summary["pcm_times"] == ["1 s", "1 h", "1 d", "1 y"]
+    assert summary["real_model"] == "s4d-real-64x2" and summary["real_parameters"] == 42250
+    for key in ("pcm_accuracy", "pcm_A_digital_accuracy", "pcm_real_increment_accuracy"):
+        assert len(summary[key]) == 4 and all(0 <= a <= 1 for a in summary[key])
     # pointed at the demo folder, the verbs name the run inside it
     assert main(["eval", str(tmp_path / "demo"), "--device", "cpu"]) == 2
 

@@ -27,7 +27,8 @@ def kernel_env(tmp_path, monkeypatch):
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "Python 3 (imssa tests)", "language": "python"}))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    monkeypatch.delenv("IMSSA_NOTEBOOK_RUN", raising=False)  # the notebook trains its own model
+    for name in ("IMSSA_NOTEBOOK_RUN", "IMSSA_NOTEBOOK_COMPLEX_RUN", "IMSSA_NOTEBOOK_REAL_RUN"):
+        monkeypatch.delenv(name, raising=False)  # the notebooks train their own models
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     work = tmp_path / "cwd"
     work.mkdir()
@@ -71,4 +72,17 @@ def test_conductance_maps_notebook(kernel_env):
     last = next(c for c in reversed(nb.cells) if c.cell_type == "code")
     text = "".join(o.get("text", "") for o in last.outputs if o.output_type == "stream")
     assert text.startswith("OK:") and "tiles" in text
+    assert list(kernel_env.iterdir()) == []  # nothing written into the working directory
+
+
+def test_analog_ssm_notebook(kernel_env):
+    nb = _execute("analog_ssm.ipynb", kernel_env)
+    assert not _outputs(nb, "error")
+    # A_bar in the complex plane, error against decay (two), accuracy against programming error
+    assert len(_outputs(nb, mime="image/png")) >= 4
+    text = "".join(o.get("text", "") for o in _outputs(nb, "stream"))
+    assert "real, increment: t = 0 s: 0.0 of" in text  # no real mode breaks in that form
+    last = next(c for c in reversed(nb.cells) if c.cell_type == "code")
+    printed = "".join(o.get("text", "") for o in last.outputs if o.output_type == "stream")
+    assert printed.startswith("OK:") and "outside the unit circle" in printed
     assert list(kernel_env.iterdir()) == []  # nothing written into the working directory

@@ -1,4 +1,4 @@
-"""``imssa analyze {sensitivity,stability,width}``: the command line of
+"""``imssa analyze {sensitivity,stability,width,transition-error}``: the command line of
 :mod:`imssa.experiments.analyses`.
 
 Every default is the analysis function's own (read from its signature), so the command and the
@@ -19,10 +19,17 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from imssa.cli.simulate import default, translate
+from imssa.crossbar import COMPENSATIONS, PeripheryConfig
+from imssa.devices import DEVICES, make_device
 from imssa.errors import ImssaError
 from imssa.experiments.analyses import VARIANTS, sensitivity, stability, width
 from imssa.experiments.analyses.checks import check_bits
 from imssa.experiments.analyses.stability import A_BAR_GRANULARITIES
+from imssa.experiments.analyses.transition import summary, transition_error
+from imssa.experiments.io import parse_value
+from imssa.experiments.simulate import DEFAULT_MEMRISTOR, SimulationConfig, format_times
+from imssa.mapping import TRANSITION_SCALES, TRANSITIONS, MappingConfig
 from imssa.names import ALIASES
 from imssa.quant import TARGETS
 from imssa.quant.spec import A_BAR_FORMS, GELU_FORMS, MAX_BITS, MIN_BITS
@@ -151,6 +158,78 @@ def _width_cmd(args: argparse.Namespace) -> None:
     _written(args, plot)
 
 
+def _transition_cmd(args: argparse.Namespace) -> None:
+    """``transition-error``: the simulate verb's settings, its errors worded with its flags."""
+    plot = _plot_path(args)
+    try:
+        fields = {} if args.prog_noise is None else {"prog_noise": args.prog_noise}
+        for item in args.set or []:
+            field, eq, value = item.partition("=")
+            if not eq:
+                raise ImssaError(f"--set needs FIELD=VALUE, got {item!r}")
+            fields[field.strip()] = parse_value(value)
+        config = SimulationConfig(
+            t_inference=args.t_inference, chips=args.chips, seed=args.seed, device=args.device,
+            mapping=MappingConfig(transition=args.transition,
+                                  transition_scale=args.transition_scale),
+            periphery=PeripheryConfig(drift_compensation=args.compensation),
+            digital=tuple(p.strip() for p in (args.digital or "").split(",") if p.strip()))
+        ds = transition_error(args.run, make_device(args.memristor, **fields), config,
+                              out=args.out, plot=plot)
+    except ImssaError as err:
+        raise ImssaError(translate(str(err))) from None
+    print(summary(ds))
+    _written(args, plot)
+
+
+def _add_transition(sub: Any) -> None:
+    """``imssa analyze transition-error``: defaults from SimulationConfig, MappingConfig and
+    PeripheryConfig, as ``imssa simulate``'s."""
+    p = sub.add_parser(
+        "transition-error", help="each mode's A_bar on chip against its decay 1 - |A_bar|",
+        description="Program the run's A_bar onto --chips simulated chips (the chips `imssa "
+        "simulate` programs with the same settings), drift them to each --t-inference and "
+        "compare every mode's A_bar on chip (after drift compensation; 1 + the realized "
+        "increment in the increment form) with the digital one: |A_chip - A_bar| against "
+        "1 - |A_bar|. Modes whose error reaches their decay break.")
+    p.add_argument("run", help="run folder written by `imssa train`")
+    p.add_argument("--memristor", default=DEFAULT_MEMRISTOR, choices=sorted(DEVICES),
+                   help="memristive device model (default %(default)s)")
+    p.add_argument("--prog-noise", type=float, help="gaussian: programming-noise std relative "
+                   "to g_max")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="any memristor-config field, e.g. --set n_devices=4 (repeatable)")
+    p.add_argument("--t-inference", default=format_times(default(SimulationConfig, "t_inference")),
+                   help="times since programming, e.g. 0,1s,1d,1y (default %(default)s)")
+    p.add_argument("--chips", type=int, default=default(SimulationConfig, "chips"),
+                   help="chip instances (default %(default)s)")
+    p.add_argument("--transition", default=default(MappingConfig, "transition"),
+                   choices=TRANSITIONS, help="A_bar itself on the array, or A_bar - 1 with the "
+                   "state register accumulating (default %(default)s)")
+    p.add_argument("--transition-scale", default=default(MappingConfig, "transition_scale"),
+                   choices=TRANSITION_SCALES, help="A_bar's conductance scales: one per mode, or "
+                   "split (complex SSMs only); default: per tensor")
+    p.add_argument("--compensation", default=default(PeripheryConfig, "drift_compensation"),
+                   choices=COMPENSATIONS, help="drift compensation (default %(default)s)")
+    p.add_argument("--digital", default="", metavar="PARTS",
+                   help="parts kept digital, e.g. blocks.0.ssm.A_bar (layers whose A_bar is "
+                   "digital are left out)")
+    p.add_argument("--seed", type=int, default=default(SimulationConfig, "seed"),
+                   help="seeds programming and drift, as in `imssa simulate` (default "
+                   "%(default)s)")
+    _add_outputs(p, default(SimulationConfig, "device"))
+    p.set_defaults(func=functools.partial(_run, _transition_cmd))
+
+
+def _add_outputs(p: argparse.ArgumentParser, device: str) -> None:
+    """The options of every analysis: its files and the torch device."""
+    p.add_argument("--out", required=True, help="NetCDF file to write (FILE.nc)")
+    p.add_argument("--plot", default=None, help="PNG figure to write (default: --out with .png)")
+    p.add_argument("--no-plot", action="store_true", help="write no figure")
+    p.add_argument("--device", default=device,
+                   help="torch device: cpu, cuda, cuda:1 or auto (default %(default)s)")
+
+
 def _add_analysis(sub: Any, fn: Callable[..., Any], handler: Callable[[argparse.Namespace], None],
                   help: str, description: str) -> argparse.ArgumentParser:
     """The subparser of ``fn`` with its run argument(s), ``--bits`` and the options of every
@@ -163,11 +242,7 @@ def _add_analysis(sub: Any, fn: Callable[..., Any], handler: Callable[[argparse.
     p.add_argument("--bits", default=_csv_default(fn, "bits"),
                    help=f"bit widths, e.g. '2,4,6,8' or '2-8,10' (each in {MIN_BITS}..{MAX_BITS};"
                    " default %(default)s)")
-    p.add_argument("--out", required=True, help="NetCDF file to write (FILE.nc)")
-    p.add_argument("--plot", default=None, help="PNG figure to write (default: --out with .png)")
-    p.add_argument("--no-plot", action="store_true", help="write no figure")
-    p.add_argument("--device", default=_default(fn, "device"),
-                   help="torch device: cpu, cuda, cuda:1 or auto (default %(default)s)")
+    _add_outputs(p, _default(fn, "device"))
     p.add_argument("--data-dir", default=_default(fn, "data_dir"),
                    help="folder with the dataset files (default: the run's, else $IMSSA_DATA_DIR)")
     p.set_defaults(func=functools.partial(_run, handler))
@@ -194,9 +269,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     prints as one line.
     """
     parser = subparsers.add_parser(
-        "analyze", help="quantization analyses of trained runs (sensitivity, stability, width)",
-        description="Post-training-quantization analyses after Zhao et al. 2025 (Figs. 2-4). "
-        "Each writes an xarray Dataset as NetCDF (--out) and a PNG figure.")
+        "analyze", help="analyses of trained runs (sensitivity, stability, width, "
+        "transition-error)",
+        description="Post-training-quantization analyses after Zhao et al. 2025 (Figs. 2-4), and "
+        "the state transition on chip (transition-error). Each writes an xarray Dataset as "
+        "NetCDF (--out) and a PNG figure.")
     sub = parser.add_subparsers(dest="analysis", required=True, metavar="ANALYSIS")
 
     p = _add_analysis(sub, sensitivity, _sensitivity_cmd,
@@ -234,4 +311,5 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="grid of A_bar (default %(default)s, the paper's)")
     _add_ptq(p, width, "auto: hard GELU, as an integer model; exact: the trained GELU "
              "(default %(default)s)")
+    _add_transition(sub)
     return parser

@@ -21,7 +21,9 @@ def add_parser(sub: Any) -> None:
     defaults = inspect.signature(run_demo).parameters
     p = sub.add_parser("demo", help="the whole pipeline on the embedded dataset, in minutes on a "
                        "CPU", description="Train, evaluate, quantize, map and simulate an s4d-16 "
-                       "on sdigits; the trained run is OUT/train, results and figure in OUT.")
+                       "on sdigits on PCM chips, all analog and with A_bar digital, beside the "
+                       "all-analog recipe (a noise-aware real-mode S4D in the increment form); "
+                       "the trained run is OUT/train, results and figure in OUT.")
     p.add_argument("--out", default=str(defaults["out"].default),
                    help="output folder, replaced if it holds an earlier demo (default: %(default)s)")
     p.add_argument("--device", default=defaults["device"].default,

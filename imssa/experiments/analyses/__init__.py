@@ -6,6 +6,8 @@ Small-Scale State-Space Models for Edge AI"), Figs. 2, 3 and 4, one module per a
 - :mod:`.stability` (Fig. 3): the quantized A_bar against the unit circle and the error of
   A_bar_q^k against the step k.
 - :mod:`.width` (Fig. 4): accuracy of W{b}A{b} against b, for models of several widths.
+- :mod:`.transition` (issue 9): each mode's A_bar as crossbar chips realize it, against the
+  digital one and its decay 1 - |A_bar| (no quantization; ``imssa analyze transition-error``).
 
 Shared by all three: :mod:`.context` (a run with its calibration subset and test split, the PTQ
 accuracy of a config, the Dataset attrs), :mod:`.checks` (argument checks naming the parameter)
