@@ -64,31 +64,32 @@ class StateQuant:
     def __call__(self, x: Tensor) -> Tensor:
         """Fake-quantize a real or complex state with a straight-through gradient inside the
         range."""
-        if not x.is_complex():
-            return self._real(x)
-        return torch.complex(self._real(x.real), self._real(x.imag))
+        return ste_quantize(x, self.scale, self.zero_point, self.qmin, self.qmax, self.stochastic)
 
     def bounds(self) -> tuple[Tensor, Tensor]:
         """The clip range [lo, hi] of the dequantized values, broadcastable to (H, N/2)."""
         s, zp = self.scale.detach(), self.zero_point.detach()
         return (self.qmin - zp) * s, (self.qmax - zp) * s
 
-    def _real(self, v: Tensor) -> Tensor:
-        return ste_quantize(v, self.scale, self.zero_point, self.qmin, self.qmax, self.stochastic)
-
 
 def ste_quantize(v: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax: int,
                  stochastic: bool = False) -> Tensor:
-    """Fake-quantize a real tensor with a straight-through gradient: the one implementation of
-    the package (state, weights and activations; :mod:`imssa.quant` calls it).
+    """Fake-quantize a real or complex tensor with a straight-through gradient: the one
+    implementation of the package (state, weights and activations; :mod:`imssa.quant` calls it).
 
     Code q = clamp(round(v / s) + z, qmin, qmax) (``torch.round``: half to even; stochastic:
     floor(v / s + U), U ~ Uniform[0, 1) from torch's global RNG), value (q - z) * s. The
     straight-through estimator (Bengio et al. 2013) passes the gradient unchanged on the closed
-    range [(qmin - z) s, (qmax - z) s] and zeroes it where v is clipped. scale and zero point are
-    constants: no gradient flows to them.
+    range [(qmin - z) s, (qmax - z) s] and zeroes it where v is clipped. A complex v quantizes
+    its real and imaginary parts on the same grid in one pass over its real view (half the
+    kernels of two passes; recurrent QAT at small batches is bound by kernel launches). scale
+    and zero point are constants: no gradient flows to them.
     """
     s, zp = scale.detach(), zero_point.detach()
+    if v.is_complex():
+        out = ste_quantize(torch.view_as_real(v), s.unsqueeze(-1), zp.unsqueeze(-1), qmin, qmax,
+                           stochastic)
+        return torch.view_as_complex(out.contiguous())
     r = v.detach() / s
     r = torch.floor(r + torch.rand_like(r)) if stochastic else torch.round(r)
     vq = (torch.clamp(r + zp, qmin, qmax) - zp) * s  # exactly on the grid
