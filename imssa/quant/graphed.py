@@ -121,6 +121,13 @@ class TrainStep:
 
 def _check_graphable(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
     """Refuse, with the setting to change, what a CUDA graph of the update cannot replay."""
+    for name, m in model.named_modules():
+        if isinstance(m, FakeQuantizer) and m.kind == "state" and m.enabled \
+                and m.spec.rounding == "stochastic":
+            raise ImssaError(f"TrainStep(graph=True): {m.name} rounds stochastically, whose "
+                             "Philox key is drawn on the host every update; pass graph=False")
+        if isinstance(m, Noisy) and m.noise is not None and m.noise.enabled and m.noise_on:
+            raise ImssaError(f"TrainStep(graph=True): {name} has weight noise; pass graph=False")
     if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
         raise ImssaError(f"TrainStep(graph=True) needs Adam or AdamW, got "
                          f"{type(optimizer).__name__}; pass graph=False")
@@ -132,10 +139,3 @@ def _check_graphable(model: nn.Module, optimizer: torch.optim.Optimizer) -> None
             raise ImssaError("TrainStep(graph=True) needs the learning rate as a CUDA tensor "
                              "(lr=torch.tensor(lr, device='cuda')), so a schedule reaches the "
                              "replayed update")
-    for name, m in model.named_modules():
-        if isinstance(m, FakeQuantizer) and m.kind == "state" and m.enabled \
-                and m.spec.rounding == "stochastic":
-            raise ImssaError(f"TrainStep(graph=True): {m.name} rounds stochastically, whose "
-                             "Philox key is drawn on the host every update; pass graph=False")
-        if isinstance(m, Noisy) and m.noise is not None and m.noise.enabled and m.noise_on:
-            raise ImssaError(f"TrainStep(graph=True): {name} has weight noise; pass graph=False")
