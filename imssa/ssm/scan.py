@@ -22,6 +22,10 @@ ten per step. ``ssm_scan`` picks one; the environment variable ``IMSSA_SCAN`` ov
   triton is first imported to run the kernels in Triton's interpreter, for tests); complex128
   still takes the reference;
 - ``reference``: always the reference.
+
+The same switch chooses how :func:`ste_quantize` fake-quantizes a contiguous float32 tensor on
+one grid (a per-tensor activation point, the big tensors of recurrent QAT): one fused Triton
+kernel each way (:func:`imssa.ssm.scan_triton.fake_quantize_triton`), or torch's ops.
 """
 
 from __future__ import annotations
@@ -86,6 +90,10 @@ def ste_quantize(v: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax: 
     and zero point are constants: no gradient flows to them.
     """
     s, zp = scale.detach(), zero_point.detach()
+    if not stochastic and _fused_quantizer(v, s, zp):
+        from imssa.ssm.scan_triton import fake_quantize_triton
+
+        return fake_quantize_triton(v, s, zp, qmin, qmax)
     if v.is_complex():
         out = ste_quantize(torch.view_as_real(v), s.unsqueeze(-1), zp.unsqueeze(-1), qmin, qmax,
                            stochastic)
@@ -97,6 +105,16 @@ def ste_quantize(v: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax: 
     # that of the clip: 1 on the range, 0 where clipped
     v_clipped = torch.clamp(v, (qmin - zp) * s, (qmax - zp) * s)
     return vq + (v_clipped - v_clipped.detach())
+
+
+def _fused_quantizer(v: Tensor, s: Tensor, zp: Tensor) -> bool:
+    """Whether ``ste_quantize`` takes the fused Triton kernel: a contiguous float32 tensor on one
+    float32 grid (per-tensor scale and zero point, which do not widen its shape), on CUDA unless
+    ``IMSSA_SCAN`` forces Triton (the switch of :func:`ssm_scan`)."""
+    eligible = (v.dtype == torch.float32 and s.dtype == zp.dtype == torch.float32
+                and s.numel() == 1 and zp.numel() == 1 and s.ndim <= v.ndim and zp.ndim <= v.ndim
+                and v.is_contiguous() and v.numel() > 0 and s.device == v.device == zp.device)
+    return eligible and choose_backend("IMSSA_SCAN", SCAN_BACKENDS, True, v.is_cuda) == "triton"
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,9 @@ multiply-adds as forward, so it is bitwise the z forward quantized. Each program
 parameter gradients over k in registers and writes one partial per b; torch sums over b
 (deterministic, no atomics). The skip term D u and its gradients are left to torch autograd.
 
+The same file holds the fused fake quantizer of a float32 tensor on one grid (per-tensor
+activation points, the big tensors of recurrent QAT): one kernel forward, one backward.
+
 Quantization matches torch bit for bit: z / scale with IEEE division (``div_rn``), round half to
 even (torch.round) from floor, clamp to [qmin, qmax], (q - zero) * scale. Stochastic rounding
 (floor(z / scale + U)) draws U with Philox (``tl.rand``) keyed by a seed taken from torch's RNG
@@ -63,15 +66,16 @@ def _step(xr, xi, ar, ai, br, bi, u):
 
 @triton.jit
 def _quantize(z, s, zp, qmin, qmax):
+    """(clamp(round(z / s) + zp, qmin, qmax) - zp) * s, as torch computes it (NaN stays NaN)."""
     q = _round_half_even(tl.math.div_rn(z, s)) + zp
-    q = tl.minimum(tl.maximum(q, qmin), qmax)
+    q = tl.clamp(q, qmin, qmax, propagate_nan=tl.PropagateNan.ALL)
     return (q - zp) * s
 
 
 @triton.jit
 def _quantize_stochastic(z, s, zp, qmin, qmax, seed, offset):
     q = tl.floor(tl.math.div_rn(z, s) + tl.rand(seed, offset)) + zp
-    q = tl.minimum(tl.maximum(q, qmin), qmax)
+    q = tl.clamp(q, qmin, qmax, propagate_nan=tl.PropagateNan.ALL)
     return (q - zp) * s
 
 
@@ -220,6 +224,67 @@ def _ssm_scan_bwd_kernel(
     tl.store(g + 3 * BHN, gBi, mask=mask)
     tl.store(g + 4 * BHN, gCr, mask=mask)
     tl.store(g + 5 * BHN, gCi, mask=mask)
+
+
+@triton.jit
+def _fake_quant_fwd_kernel(v_ptr, out_ptr, sz_ptr, n, qmin, qmax, BLOCK: tl.constexpr):
+    """out = the quantize-dequantize of v on one grid (sz: scale, zero point)."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < n
+    v = tl.load(v_ptr + offs, mask=m, other=0.0)
+    s = tl.load(sz_ptr)
+    zp = tl.load(sz_ptr + 1)
+    tl.store(out_ptr + offs, _quantize(v, s, zp, qmin, qmax), mask=m)
+
+
+@triton.jit
+def _fake_quant_bwd_kernel(v_ptr, g_ptr, gv_ptr, sz_ptr, n, qmin, qmax, BLOCK: tl.constexpr):
+    """gv = g where (qmin - zp) s <= v <= (qmax - zp) s, else 0: the gradient of torch.clamp."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < n
+    v = tl.load(v_ptr + offs, mask=m, other=0.0)
+    g = tl.load(g_ptr + offs, mask=m, other=0.0)
+    s = tl.load(sz_ptr)
+    zp = tl.load(sz_ptr + 1)
+    inside = (v >= (qmin - zp) * s) & (v <= (qmax - zp) * s)
+    tl.store(gv_ptr + offs, tl.where(inside, g, 0.0), mask=m)
+
+
+_FQ_BLOCK = 1024  # elements per program of the fake-quantization kernels
+
+
+class _FakeQuantFunction(torch.autograd.Function):
+    """Fake quantization of a contiguous float32 tensor on one grid, one kernel each way."""
+
+    @staticmethod
+    def forward(ctx, v: Tensor, sz: Tensor, qmin: float, qmax: float) -> Tensor:
+        out = torch.empty_like(v)
+        n = v.numel()
+        _fake_quant_fwd_kernel[(triton.cdiv(n, _FQ_BLOCK),)](v, out, sz, n, qmin, qmax,
+                                                              BLOCK=_FQ_BLOCK)
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(v, sz)
+            ctx.qrange = (qmin, qmax)
+        return out
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        v, sz = ctx.saved_tensors
+        g = g.contiguous()
+        gv = torch.empty_like(v)
+        n = v.numel()
+        _fake_quant_bwd_kernel[(triton.cdiv(n, _FQ_BLOCK),)](v, g, gv, sz, n, *ctx.qrange,
+                                                              BLOCK=_FQ_BLOCK)
+        return gv, None, None, None
+
+
+def fake_quantize_triton(v: Tensor, scale: Tensor, zero_point: Tensor, qmin: int,
+                         qmax: int) -> Tensor:
+    """:func:`imssa.ssm.scan.ste_quantize` of a contiguous float32 ``v`` on one grid (scale
+    and zero point single float32 values, no gradient to them) by one kernel forward and one
+    backward instead of about nine and four: the same values and gradients bit for bit."""
+    sz = torch.stack((scale.reshape(()), zero_point.reshape(()))).detach()
+    return _FakeQuantFunction.apply(v, sz, float(qmin), float(qmax))
 
 
 def _launch_config(H: int, N2: int) -> tuple[int, int, int]:
