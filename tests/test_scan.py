@@ -287,31 +287,47 @@ def test_stochastic_rounding_reference_is_unbiased(monkeypatch):
     _check_stochastic(stochastic_report("cpu"))
 
 
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bit for bit (signed zeros told apart), NaN at the same places (payloads aside)."""
+    return bool(torch.equal(a.isnan(), b.isnan()) and torch.equal(
+        a.nan_to_num(0.0).view(torch.int32), b.nan_to_num(0.0).view(torch.int32)))
+
+
 def fake_quant_report(device: str) -> dict:
-    """The fused fake quantizer (IMSSA_SCAN=triton or auto on CUDA) against torch's ops
-    (reference) on one grid: symmetric and asymmetric, ties, clipped values and a NaN.
-    Returns, per grid, whether values and gradients agree bit for bit and which path ran."""
+    """The fused fake quantizer (IMSSA_SCAN=triton, or auto on CUDA) against torch's ops
+    (reference): grids per tensor (symmetric, asymmetric), per channel (H, 1), per mode (H, N)
+    and a complex tensor per channel; ties, clipped values and a NaN. Per grid: whether values
+    and gradients agree bit for bit and which paths ran."""
     from imssa.ssm.scan import ste_quantize
 
     g = torch.Generator().manual_seed(0)
     out = {}
-    for name, zp, qmin, qmax in (("symmetric", 0.0, -31, 31), ("asymmetric", 3.0, 0, 63)):
+    for name, grid, asym, complex_ in (("tensor", (), False, False), ("tensor_asym", (), True, False),
+                                       ("channel", (7, 1), False, False),
+                                       ("mode_asym", (7, 9), True, False),
+                                       ("complex_channel", (7, 1), False, True)):
+        qmin, qmax = (0, 63) if asym else (-31, 31)
         v = torch.randn(5, 7, 9, generator=g) * 2
-        v[0, 0, :3] = torch.tensor([float("nan"), 1.5 * 0.0371, -2.5 * 0.0371])  # NaN, ties
-        w = torch.randn(v.shape, generator=g)
-        s, z = torch.tensor(0.0371, device=device), torch.tensor(zp, device=device)
+        s = 0.02 + 0.05 * torch.rand(grid, generator=g)
+        z = torch.randint(1, 5, grid, generator=g).float() if asym else torch.zeros(grid)
+        v[0, 0, :3] = torch.tensor([float("nan"), 1.5, -2.5]) * s.flatten()[0]  # NaN, ties
+        if complex_:
+            v = torch.complex(v, torch.randn(v.shape, generator=g) * 2)
+        w = torch.randn(v.shape, generator=g, dtype=v.dtype)
         runs = {}
         for backend in ("triton", "reference"):
             os.environ["IMSSA_SCAN"] = "auto" if backend == "triton" and device == "cuda" \
                 else backend
             x = v.to(device).requires_grad_(True)
-            y = ste_quantize(x, s, z, qmin, qmax)
-            (y.nan_to_num() * w.to(device)).sum().backward()
-            runs[backend] = (y.detach().cpu(), x.grad.cpu(), type(y.grad_fn).__name__)
+            y = ste_quantize(x, s.to(device), z.to(device), qmin, qmax)
+            path = str(y.grad_fn.next_functions if complex_ else type(y.grad_fn).__name__)
+            (torch.view_as_real(y) if complex_ else y).nan_to_num().mul(
+                torch.view_as_real(w.to(device)) if complex_ else w.to(device)).sum().backward()
+            runs[backend] = (torch.view_as_real(y.detach()).cpu() if complex_ else y.detach().cpu(),
+                             torch.view_as_real(x.grad).cpu() if complex_ else x.grad.cpu(), path)
         (ya, ga, fa), (yb, gb, fb) = runs["triton"], runs["reference"]
-        out[name] = {"fused": fa == "_FakeQuantFunctionBackward", "torch": fb != fa,
-                     "values": torch.equal(ya.view(torch.int32), yb.view(torch.int32)),
-                     "grads": torch.equal(ga.view(torch.int32), gb.view(torch.int32)),
+        out[name] = {"fused": "FakeQuant" in fa, "torch": "FakeQuant" not in fb,
+                     "values": _same_bits(ya, yb), "grads": _same_bits(ga, gb),
                      "clipped": int((ga == 0).sum()), "nan": int(ya.isnan().sum())}
     return out
 

@@ -23,9 +23,9 @@ ten per step. ``ssm_scan`` picks one; the environment variable ``IMSSA_SCAN`` ov
   still takes the reference;
 - ``reference``: always the reference.
 
-The same switch chooses how :func:`ste_quantize` fake-quantizes a contiguous float32 tensor on
-one grid (a per-tensor activation point, the big tensors of recurrent QAT): one fused Triton
-kernel each way (:func:`imssa.ssm.scan_triton.fake_quantize_triton`), or torch's ops.
+The same switch chooses how :func:`ste_quantize` fake-quantizes a contiguous float32 tensor
+(weights, SSM tensors, activation points; the complex ones through their real view): one fused
+Triton kernel each way (:func:`imssa.ssm.scan_triton.fake_quantize_triton`), or torch's ops.
 """
 
 from __future__ import annotations
@@ -108,13 +108,18 @@ def ste_quantize(v: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax: 
 
 
 def _fused_quantizer(v: Tensor, s: Tensor, zp: Tensor) -> bool:
-    """Whether ``ste_quantize`` takes the fused Triton kernel: a contiguous float32 tensor on one
-    float32 grid (per-tensor scale and zero point, which do not widen its shape), on CUDA unless
-    ``IMSSA_SCAN`` forces Triton (the switch of :func:`ssm_scan`)."""
-    eligible = (v.dtype == torch.float32 and s.dtype == zp.dtype == torch.float32
-                and s.numel() == 1 and zp.numel() == 1 and s.ndim <= v.ndim and zp.ndim <= v.ndim
-                and v.is_contiguous() and v.numel() > 0 and s.device == v.device == zp.device)
-    return eligible and choose_backend("IMSSA_SCAN", SCAN_BACKENDS, True, v.is_cuda) == "triton"
+    """Whether ``ste_quantize`` takes the fused Triton kernel: a contiguous float32 tensor of at
+    most 4 dims on a float32 grid that broadcasts to it, on CUDA unless ``IMSSA_SCAN`` forces
+    Triton (the switch of :func:`ssm_scan`)."""
+    if not (v.dtype == s.dtype == zp.dtype == torch.float32 and v.is_contiguous()
+            and 0 < v.numel() and v.ndim <= 4 and s.device == v.device == zp.device):
+        return False
+    try:
+        if torch.broadcast_shapes(v.shape, s.shape, zp.shape) != v.shape:
+            return False
+    except RuntimeError:
+        return False
+    return choose_backend("IMSSA_SCAN", SCAN_BACKENDS, True, v.is_cuda) == "triton"
 
 
 @dataclass(frozen=True)

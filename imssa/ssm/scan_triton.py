@@ -227,64 +227,90 @@ def _ssm_scan_bwd_kernel(
 
 
 @triton.jit
-def _fake_quant_fwd_kernel(v_ptr, out_ptr, sz_ptr, n, qmin, qmax, BLOCK: tl.constexpr):
-    """out = the quantize-dequantize of v on one grid (sz: scale, zero point)."""
+def _grid_params(sz_ptr, offs, G, dims, strides, SCALAR: tl.constexpr):
+    """Scale and zero point of each element of a contiguous tensor of shape (d0, d1, d2, d3):
+    ``sz`` holds the scales, then the zero points, of the grid tensor (G values each), whose
+    strides broadcast against the tensor are ``strides`` (0 on a broadcast dim)."""
+    if SCALAR:
+        return tl.load(sz_ptr), tl.load(sz_ptr + G)
+    d1, d2, d3 = dims
+    s0, s1, s2, s3 = strides
+    i3 = offs % d3
+    rest = offs // d3
+    i2 = rest % d2
+    rest = rest // d2
+    g = (rest // d1) * s0 + (rest % d1) * s1 + i2 * s2 + i3 * s3
+    return tl.load(sz_ptr + g), tl.load(sz_ptr + G + g)
+
+
+@triton.jit
+def _fake_quant_fwd_kernel(v_ptr, out_ptr, sz_ptr, n, G, d1, d2, d3, s0, s1, s2, s3, qmin, qmax,
+                           SCALAR: tl.constexpr, BLOCK: tl.constexpr):
+    """out = the quantize-dequantize of v on its grid."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n
     v = tl.load(v_ptr + offs, mask=m, other=0.0)
-    s = tl.load(sz_ptr)
-    zp = tl.load(sz_ptr + 1)
+    s, zp = _grid_params(sz_ptr, tl.where(m, offs, 0), G, (d1, d2, d3), (s0, s1, s2, s3), SCALAR)
     tl.store(out_ptr + offs, _quantize(v, s, zp, qmin, qmax), mask=m)
 
 
 @triton.jit
-def _fake_quant_bwd_kernel(v_ptr, g_ptr, gv_ptr, sz_ptr, n, qmin, qmax, BLOCK: tl.constexpr):
+def _fake_quant_bwd_kernel(v_ptr, g_ptr, gv_ptr, sz_ptr, n, G, d1, d2, d3, s0, s1, s2, s3, qmin,
+                           qmax, SCALAR: tl.constexpr, BLOCK: tl.constexpr):
     """gv = g where (qmin - zp) s <= v <= (qmax - zp) s, else 0: the gradient of torch.clamp."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n
     v = tl.load(v_ptr + offs, mask=m, other=0.0)
     g = tl.load(g_ptr + offs, mask=m, other=0.0)
-    s = tl.load(sz_ptr)
-    zp = tl.load(sz_ptr + 1)
+    s, zp = _grid_params(sz_ptr, tl.where(m, offs, 0), G, (d1, d2, d3), (s0, s1, s2, s3), SCALAR)
     inside = (v >= (qmin - zp) * s) & (v <= (qmax - zp) * s)
     tl.store(gv_ptr + offs, tl.where(inside, g, 0.0), mask=m)
 
 
 _FQ_BLOCK = 1024  # elements per program of the fake-quantization kernels
+FQ_MAX_DIMS = 4  # dims of a tensor the fused fake quantizer takes
 
 
 class _FakeQuantFunction(torch.autograd.Function):
-    """Fake quantization of a contiguous float32 tensor on one grid, one kernel each way."""
+    """Fake quantization of a contiguous float32 tensor, one kernel each way."""
 
     @staticmethod
-    def forward(ctx, v: Tensor, sz: Tensor, qmin: float, qmax: float) -> Tensor:
+    def forward(ctx, v: Tensor, sz: Tensor, layout: tuple[int, ...], qmin: float,
+                qmax: float) -> Tensor:
         out = torch.empty_like(v)
         n = v.numel()
-        _fake_quant_fwd_kernel[(triton.cdiv(n, _FQ_BLOCK),)](v, out, sz, n, qmin, qmax,
-                                                              BLOCK=_FQ_BLOCK)
+        _fake_quant_fwd_kernel[(triton.cdiv(n, _FQ_BLOCK),)](
+            v, out, sz, n, *layout, qmin, qmax, SCALAR=not any(layout[4:]), BLOCK=_FQ_BLOCK)
         if ctx.needs_input_grad[0]:
             ctx.save_for_backward(v, sz)
-            ctx.qrange = (qmin, qmax)
+            ctx.args = (layout, qmin, qmax)
         return out
 
     @staticmethod
     def backward(ctx, g: Tensor):
         v, sz = ctx.saved_tensors
+        layout, qmin, qmax = ctx.args
         g = g.contiguous()
         gv = torch.empty_like(v)
         n = v.numel()
-        _fake_quant_bwd_kernel[(triton.cdiv(n, _FQ_BLOCK),)](v, g, gv, sz, n, *ctx.qrange,
-                                                              BLOCK=_FQ_BLOCK)
-        return gv, None, None, None
+        _fake_quant_bwd_kernel[(triton.cdiv(n, _FQ_BLOCK),)](
+            v, g, gv, sz, n, *layout, qmin, qmax, SCALAR=not any(layout[4:]), BLOCK=_FQ_BLOCK)
+        return gv, None, None, None, None
 
 
 def fake_quantize_triton(v: Tensor, scale: Tensor, zero_point: Tensor, qmin: int,
                          qmax: int) -> Tensor:
-    """:func:`imssa.ssm.scan.ste_quantize` of a contiguous float32 ``v`` on one grid (scale
-    and zero point single float32 values, no gradient to them) by one kernel forward and one
-    backward instead of about nine and four: the same values and gradients bit for bit."""
-    sz = torch.stack((scale.reshape(()), zero_point.reshape(()))).detach()
-    return _FakeQuantFunction.apply(v, sz, float(qmin), float(qmax))
+    """:func:`imssa.ssm.scan.ste_quantize` of a contiguous float32 ``v`` of at most 4 dims, its
+    float32 scale and zero point broadcastable to it (constants, no gradient), by one kernel
+    forward and one backward instead of about thirteen and four: the same values and gradients
+    bit for bit (the arithmetic of :func:`_quantize`, the mask of torch.clamp's gradient)."""
+    s, zp = torch.broadcast_tensors(scale.detach(), zero_point.detach())
+    sz = torch.stack((s, zp)).contiguous()  # (2, *grid)
+    pad = FQ_MAX_DIMS - v.ndim
+    dims = (1,) * pad + tuple(v.shape)
+    strides = (0,) * pad + sz[0].expand(v.shape).stride()
+    layout = (s.numel(), *dims[1:], *strides)  # G, d1, d2, d3, s0..s3
+    return _FakeQuantFunction.apply(v, sz, layout, float(qmin), float(qmax))
 
 
 def _launch_config(H: int, N2: int) -> tuple[int, int, int]:
