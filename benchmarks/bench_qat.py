@@ -1,15 +1,20 @@
-"""Recurrent-mode QAT speed: seconds per sMNIST epoch of ``s4d-64`` W4A6 (A_bar, x at 8 bits), the
-eager update against the same update replayed from a CUDA graph (``imssa.quant.TrainStep``), and
-optionally the plain per-step PyTorch loop, in the same run.
+"""Recurrent-mode QAT speed: seconds per sMNIST epoch of ``s4d-64`` W4A6 (A_bar, x at 8 bits), in
+the same run:
+
+- ``old``: the eager update with torch's fake-quantizer ops (``IMSSA_FAKE_QUANT=reference``), the
+  path of imssa before the fused quantizers and the graph;
+- ``eager``: the eager update with the fused Triton fake quantizers;
+- ``graphed``: that update replayed from a CUDA graph (``imssa.quant.TrainStep``), the new path;
+- ``plain`` (``--reference-steps`` > 0): the plain per-step PyTorch loop (``IMSSA_SCAN=reference``).
 
 Each update is a full QAT step: fake-quantized recurrent forward over L steps (the fused Triton
-scan on CUDA), backward through every step, AdamW (fused, capturable, the same settings for both
-paths, so the graph is the only difference). An epoch is 54,000 training sequences; by default
-its time is extrapolated from the median update, ``--full-epoch`` also times one real epoch of
-each path on sMNIST-shaped random data (shuffled batches drawn by index on the device, as
-``imssa quantize qat`` does; the last, partial batch runs eagerly). Both paths start from the
-same model and batch, and the run reports how far their parameters are apart after the same
-updates (0 when the replay computes what eager computes).
+scan on CUDA), backward through every step, AdamW (fused and capturable on every path). An epoch
+is 54,000 training sequences; by default its time is extrapolated from the median update,
+``--full-epoch`` also times one real epoch of each path but ``plain`` on sMNIST-shaped random data
+(shuffled batches drawn by index on the device, as ``imssa quantize qat`` does; the last, partial
+batch runs eagerly). All paths start from the same model and batch, and the run reports how far
+their parameters are apart after the same updates (0 when the replay and the fused quantizers
+compute what the old path computes). On a CPU all paths but ``plain`` are the eager update.
 
     PYTHONPATH=. python benchmarks/bench_qat.py --batch-size 64 --full-epoch      # GPU
     PYTHONPATH=. python benchmarks/bench_qat.py --batch-size 8 --length 32 --steps 3   # CPU, small
@@ -33,12 +38,13 @@ from imssa.quant import TrainStep, calibrate, make_config, prepare
 from imssa.ssm import S4DModel, preset
 
 TRAIN_SEQUENCES = 54_000
-PATHS = ("eager", "graphed", "plain")  # plain: the per-step PyTorch loop (IMSSA_SCAN=reference)
+PATHS = ("old", "eager", "graphed", "plain")  # the module docstring says what each is
 
 
 def build(batch: int, length: int, path: str, device: torch.device):
     """A fresh calibrated QAT model (seed 0), its update and one batch."""
     os.environ["IMSSA_SCAN"] = "reference" if path == "plain" else "auto"
+    os.environ["IMSSA_FAKE_QUANT"] = "reference" if path in ("old", "plain") else "auto"
     torch.manual_seed(0)
     model = prepare(S4DModel(preset("s4d-64")).to(device),
                     make_config("W4A6", a_bits=8, x_bits=8, a_bar_form="polar",
@@ -123,16 +129,19 @@ def main() -> None:
     rows = []
     for batch in args.batch_size:
         got = {path: time_path(batch, args.length, path, args.steps, args.full_epoch, device)
-               for path in PATHS[:2]}
+               for path in PATHS[:3]}
         if args.reference_steps > 0:
             got["plain"] = time_path(batch, args.length, "plain", args.reference_steps, False,
                                      device)
-        diff = float((got["eager"].pop("_params") - got["graphed"].pop("_params")).abs().max())
-        got.get("plain", {}).pop("_params", None)
+        params = {path: t.pop("_params") for path, t in got.items()}
         key = "epoch_s_measured" if args.full_epoch else "epoch_s_extrapolated"
-        rows.append({"batch_size": batch, "paths": got,
+        rows.append({"batch_size": batch, "paths": got, "epoch_key": key,
+                     "speedup_graphed_over_old": got["old"][key] / got["graphed"][key],
                      "speedup_graphed_over_eager": got["eager"][key] / got["graphed"][key],
-                     "max_param_diff_eager_vs_graphed": diff,
+                     "max_param_diff_eager_vs_graphed":
+                         float((params["eager"] - params["graphed"]).abs().max()),
+                     "max_param_diff_old_vs_eager":
+                         float((params["old"] - params["eager"]).abs().max()),
                      "graph_used": device.type == "cuda"})
     print(f"\ns4d-64 W4A6 (A_bar, x 8 bits) recurrent QAT on {device}, L = {args.length}; "
           f"epoch = {TRAIN_SEQUENCES} sequences")
@@ -143,8 +152,11 @@ def main() -> None:
             measured = f"{t['epoch_s_measured']:.2f}" if "epoch_s_measured" in t else "-"
             print(f"{r['batch_size']:>6}{path:>9}{t['s_per_update'] * 1e3:>8.2f}ms"
                   f"{t['epoch_s_extrapolated']:>19.2f}{measured:>20}")
-        print(f"{'':>6} graphed / eager speed-up {r['speedup_graphed_over_eager']:.2f}x, "
-              f"max |param difference| after the same updates {r['max_param_diff_eager_vs_graphed']:.3g}")
+        print(f"{'':>6} speed-up of graphed over old {r['speedup_graphed_over_old']:.2f}x, over "
+              f"eager {r['speedup_graphed_over_eager']:.2f}x ({r['epoch_key']}); max |parameter "
+              f"difference| after the same updates: eager vs graphed "
+              f"{r['max_param_diff_eager_vs_graphed']:.3g}, old vs eager "
+              f"{r['max_param_diff_old_vs_eager']:.3g}")
     env = environment(device)
     slug = env["device_name"].replace(" ", "_").replace("/", "_") or "cpu"
     write_json({"benchmark": "qat_epoch", "model": "s4d-64", "quant": "W4A6, A_bar and x 8 bit, "

@@ -294,12 +294,23 @@ def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def fake_quant_report(device: str) -> dict:
-    """The fused fake quantizer (IMSSA_SCAN=triton, or auto on CUDA) against torch's ops
+    """The fused fake quantizer (IMSSA_FAKE_QUANT=triton, or auto on CUDA) against torch's ops
     (reference): grids per tensor (symmetric, asymmetric), per channel (H, 1), per mode (H, N)
     and a complex tensor per channel; ties, clipped values and a NaN. Per grid: whether values
     and gradients agree bit for bit and which paths ran."""
     from imssa.ssm.scan import ste_quantize
 
+    saved = os.environ.get("IMSSA_FAKE_QUANT")
+    try:
+        return _fake_quant_cases(device, ste_quantize)
+    finally:
+        if saved is None:
+            os.environ.pop("IMSSA_FAKE_QUANT", None)
+        else:
+            os.environ["IMSSA_FAKE_QUANT"] = saved
+
+
+def _fake_quant_cases(device: str, ste_quantize) -> dict:
     g = torch.Generator().manual_seed(0)
     out = {}
     for name, grid, asym, complex_ in (("tensor", (), False, False), ("tensor_asym", (), True, False),
@@ -316,7 +327,7 @@ def fake_quant_report(device: str) -> dict:
         w = torch.randn(v.shape, generator=g, dtype=v.dtype)
         runs = {}
         for backend in ("triton", "reference"):
-            os.environ["IMSSA_SCAN"] = "auto" if backend == "triton" and device == "cuda" \
+            os.environ["IMSSA_FAKE_QUANT"] = "auto" if backend == "triton" and device == "cuda" \
                 else backend
             x = v.to(device).requires_grad_(True)
             y = ste_quantize(x, s.to(device), z.to(device), qmin, qmax)
@@ -350,7 +361,7 @@ def test_shape_errors():
 # --- Triton, in the interpreter (CPU) ----------------------------------------------------------
 @pytest.fixture(scope="module")
 def interpreter_report():
-    env = dict(os.environ, TRITON_INTERPRET="1", IMSSA_SCAN="triton")
+    env = dict(os.environ, TRITON_INTERPRET="1", IMSSA_SCAN="triton", IMSSA_FAKE_QUANT="reference")
     proc = subprocess.run([sys.executable, __file__, "--interpret"], env=env, capture_output=True,
                           text=True, timeout=900)  # minutes on a loaded 2-core machine
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -378,7 +389,7 @@ def test_triton_interpreter_fake_quantizer_is_torchs_bit_for_bit(interpreter_rep
 @pytest.mark.gpu
 @pytest.mark.skipif(not (HAS_TRITON and torch.cuda.is_available()), reason="needs CUDA and triton")
 def test_triton_cuda_fake_quantizer_is_torchs_bit_for_bit(monkeypatch):
-    monkeypatch.delenv("IMSSA_SCAN", raising=False)
+    monkeypatch.delenv("IMSSA_FAKE_QUANT", raising=False)
     _check_fake_quant(fake_quant_report("cuda"))
 
 

@@ -23,9 +23,10 @@ ten per step. ``ssm_scan`` picks one; the environment variable ``IMSSA_SCAN`` ov
   still takes the reference;
 - ``reference``: always the reference.
 
-The same switch chooses how :func:`ste_quantize` fake-quantizes a contiguous float32 tensor
-(weights, SSM tensors, activation points; the complex ones through their real view): one fused
-Triton kernel each way (:func:`imssa.ssm.scan_triton.fake_quantize_triton`), or torch's ops.
+``IMSSA_FAKE_QUANT`` (same values, same rules) chooses how :func:`ste_quantize` fake-quantizes
+a contiguous float32 tensor (weights, SSM tensors, activation points; complex ones through their
+real view): one fused Triton kernel each way (:func:`imssa.ssm.scan_triton.fake_quantize_triton`),
+or torch's ops (``reference``).
 """
 
 from __future__ import annotations
@@ -109,8 +110,8 @@ def ste_quantize(v: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax: 
 
 def _fused_quantizer(v: Tensor, s: Tensor, zp: Tensor) -> bool:
     """Whether ``ste_quantize`` takes the fused Triton kernel: a contiguous float32 tensor of at
-    most 4 dims on a float32 grid that broadcasts to it, on CUDA unless ``IMSSA_SCAN`` forces
-    Triton (the switch of :func:`ssm_scan`)."""
+    most 4 dims on a float32 grid that broadcasts to it, as ``IMSSA_FAKE_QUANT`` chooses (auto:
+    on CUDA; triton: also on CPU, in Triton's interpreter for tests)."""
     if not (v.dtype == s.dtype == zp.dtype == torch.float32 and v.is_contiguous()
             and 0 < v.numel() and v.ndim <= 4 and s.device == v.device == zp.device):
         return False
@@ -119,7 +120,7 @@ def _fused_quantizer(v: Tensor, s: Tensor, zp: Tensor) -> bool:
             return False
     except RuntimeError:
         return False
-    return choose_backend("IMSSA_SCAN", SCAN_BACKENDS, True, v.is_cuda) == "triton"
+    return choose_backend("IMSSA_FAKE_QUANT", SCAN_BACKENDS, True, v.is_cuda) == "triton"
 
 
 @dataclass(frozen=True)
