@@ -470,20 +470,12 @@ def lightning_s4d(model: S4DModel, periphery: PeripheryConfig, ranges: Mapping[s
 # --- the job every contender is timed on ---------------------------------------------------------
 @dataclass(frozen=True)
 class PeerJob:
-    """The crossbar settings of the speed comparison (issue 12's sMNIST job) and its contenders.
-
-    PCM with aihwkit's ``PCMLikeNoiseModel`` statistics at ``g_max`` µS, DACs and ADCs of
-    ``dac_bits`` / ``adc_bits``, a fresh read of the devices at every recurrent step, drifted
-    to ``t_inference`` seconds. Each library gets its closest form of that: aihwkit its PCM model
-    with a PCM read at every MVM (:func:`aihwkit_config`); aihwkit-lightning, which has no
-    per-device read noise, its forward output noise of ``lightning_out_noise`` x each column
-    group's ADC range (:func:`lightning_s4d`), so lightning does less work per step than imssa.
-
-    Attributes:
-        g_max: µS, imssa's MappingConfig and aihwkit's PCMLikeNoiseModel g_max.
-        dac_bits, adc_bits: converter resolutions.
-        t_inference: seconds after programming.
-        lightning_out_noise: lightning's output-noise std relative to each ADC group's range.
+    """The settings of the speed comparison (issue 12's sMNIST job) and its contenders: PCM
+    (aihwkit's ``PCMLikeNoiseModel`` statistics) at ``g_max`` µS, ``dac_bits`` / ``adc_bits``
+    converters, a fresh read at every recurrent step, drifted to ``t_inference`` s. aihwkit gets
+    its PCM model with a PCM read at every MVM (:func:`aihwkit_config`); aihwkit-lightning, which
+    has no per-device read noise, its output noise of ``lightning_out_noise`` x each column
+    group's ADC range (:func:`lightning_s4d`): less work per step than imssa does.
     """
 
     g_max: float = 25.0
