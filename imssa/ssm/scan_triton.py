@@ -227,19 +227,18 @@ def _ssm_scan_bwd_kernel(
 
 
 @triton.jit
-def _grid_params(sz_ptr, offs, G, dims, strides, SCALAR: tl.constexpr):
+def _grid_params(sz_ptr, offs, G, d1, d2, d3, s0, s1, s2, s3, SCALAR: tl.constexpr):
     """Scale and zero point of each element of a contiguous tensor of shape (d0, d1, d2, d3):
     ``sz`` holds the scales, then the zero points, of the grid tensor (G values each), whose
-    strides broadcast against the tensor are ``strides`` (0 on a broadcast dim)."""
+    strides broadcast against the tensor are s0..s3 (0 on a broadcast dim)."""
     if SCALAR:
-        return tl.load(sz_ptr), tl.load(sz_ptr + G)
-    d1, d2, d3 = dims
-    s0, s1, s2, s3 = strides
-    i3 = offs % d3
-    rest = offs // d3
-    i2 = rest % d2
-    rest = rest // d2
-    g = (rest // d1) * s0 + (rest % d1) * s1 + i2 * s2 + i3 * s3
+        g = offs * 0
+    else:
+        i3 = offs % d3
+        rest = offs // d3
+        i2 = rest % d2
+        rest = rest // d2
+        g = (rest // d1) * s0 + (rest % d1) * s1 + i2 * s2 + i3 * s3
     return tl.load(sz_ptr + g), tl.load(sz_ptr + G + g)
 
 
@@ -250,7 +249,7 @@ def _fake_quant_fwd_kernel(v_ptr, out_ptr, sz_ptr, n, G, d1, d2, d3, s0, s1, s2,
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n
     v = tl.load(v_ptr + offs, mask=m, other=0.0)
-    s, zp = _grid_params(sz_ptr, tl.where(m, offs, 0), G, (d1, d2, d3), (s0, s1, s2, s3), SCALAR)
+    s, zp = _grid_params(sz_ptr, tl.where(m, offs, 0), G, d1, d2, d3, s0, s1, s2, s3, SCALAR)
     tl.store(out_ptr + offs, _quantize(v, s, zp, qmin, qmax), mask=m)
 
 
@@ -262,7 +261,7 @@ def _fake_quant_bwd_kernel(v_ptr, g_ptr, gv_ptr, sz_ptr, n, G, d1, d2, d3, s0, s
     m = offs < n
     v = tl.load(v_ptr + offs, mask=m, other=0.0)
     g = tl.load(g_ptr + offs, mask=m, other=0.0)
-    s, zp = _grid_params(sz_ptr, tl.where(m, offs, 0), G, (d1, d2, d3), (s0, s1, s2, s3), SCALAR)
+    s, zp = _grid_params(sz_ptr, tl.where(m, offs, 0), G, d1, d2, d3, s0, s1, s2, s3, SCALAR)
     inside = (v >= (qmin - zp) * s) & (v <= (qmax - zp) * s)
     tl.store(gv_ptr + offs, tl.where(inside, g, 0.0), mask=m)
 
