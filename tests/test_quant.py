@@ -735,7 +735,7 @@ def test_train_step_refuses_what_a_graph_cannot_replay():
     fwd = lambda u: qm(u, mode="recurrent")  # noqa: E731
     with pytest.raises(ImssaError, match="capturable"):
         TrainStep(qm, fwd, torch.optim.AdamW(qm.parameters()))
-    with pytest.raises(ImssaError, match="learning rate"):
+    with pytest.raises(ImssaError, match="learning rate as a tensor"):
         TrainStep(qm, fwd, torch.optim.AdamW(qm.parameters(), capturable=True))
     with pytest.raises(ImssaError, match="Adam"):
         TrainStep(qm, fwd, torch.optim.SGD(qm.parameters(), lr=0.1))
@@ -745,8 +745,7 @@ def test_train_step_refuses_what_a_graph_cannot_replay():
     opt = torch.optim.AdamW(sr.parameters(), lr=T(1e-3), capturable=True)
     with pytest.raises(ImssaError, match="blocks.0.ssm.x rounds stochastically"):
         TrainStep(sr, fwd, opt)
-    with pytest.raises(ImssaError, match="CUDA tensor"):
-        TrainStep(qm, fwd, torch.optim.AdamW(qm.parameters(), lr=T(1e-3), capturable=True))
+    assert TrainStep(qm, fwd, torch.optim.AdamW(qm.parameters(), lr=T(1e-3), capturable=True))
 
 
 @pytest.mark.gpu

@@ -14,8 +14,9 @@ same values; tested on CUDA). Requirements, checked where they can be:
 
 - CUDA tensors, and a batch of the recorded shape; a batch of another shape (the last, partial
   batch of an epoch) runs eagerly on the same parameters and optimizer;
-- an Adam or AdamW optimizer built with ``capturable=True`` and its learning rates as CUDA
-  tensors (a schedule then changes them in place, and the replayed kernels read the new value);
+- an Adam or AdamW optimizer built with ``capturable=True`` and its learning rates as tensors
+  (moved to the device when the graph is recorded; a schedule then changes them in place, and
+  the replayed kernels read the new value);
 - nothing in the update synchronizes with the host: the stochastic rounding of the state on the
   Triton scan draws its Philox key on the host and is refused, as is active weight noise.
 
@@ -112,6 +113,9 @@ class TrainStep:
                         v.zero_()
         torch.set_rng_state(cpu_rng)
         torch.cuda.set_rng_state(cuda_rng, device)
+        for group in self.optimizer.param_groups:  # e.g. loaded from a checkpoint on the CPU
+            if group["lr"].device != device:
+                group["lr"] = group["lr"].to(device)
         self.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
@@ -119,15 +123,23 @@ class TrainStep:
         self._graph = graph
 
 
-def _check_graphable(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Refuse, with the setting to change, what a CUDA graph of the update cannot replay."""
+def graph_blocker(model: nn.Module) -> str | None:
+    """Why a CUDA graph cannot replay an update of ``model`` (None: it can): stochastic state
+    rounding (its Philox key is drawn on the host every update) or active weight noise."""
     for name, m in model.named_modules():
         if isinstance(m, FakeQuantizer) and m.kind == "state" and m.enabled \
                 and m.spec.rounding == "stochastic":
-            raise ImssaError(f"TrainStep(graph=True): {m.name} rounds stochastically, whose "
-                             "Philox key is drawn on the host every update; pass graph=False")
+            return f"{m.name} rounds stochastically, whose Philox key is drawn on the host"
         if isinstance(m, Noisy) and m.noise is not None and m.noise.enabled and m.noise_on:
-            raise ImssaError(f"TrainStep(graph=True): {name} has weight noise; pass graph=False")
+            return f"{name} has weight noise"
+    return None
+
+
+def _check_graphable(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Refuse, with the setting to change, what a CUDA graph of the update cannot replay."""
+    blocker = graph_blocker(model)
+    if blocker is not None:
+        raise ImssaError(f"TrainStep(graph=True): {blocker}; pass graph=False")
     if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
         raise ImssaError(f"TrainStep(graph=True) needs Adam or AdamW, got "
                          f"{type(optimizer).__name__}; pass graph=False")
@@ -135,7 +147,7 @@ def _check_graphable(model: nn.Module, optimizer: torch.optim.Optimizer) -> None
         if not group["capturable"]:
             raise ImssaError("TrainStep(graph=True) needs an optimizer built with "
                              "capturable=True")
-        if not (torch.is_tensor(group["lr"]) and group["lr"].is_cuda):
-            raise ImssaError("TrainStep(graph=True) needs the learning rate as a CUDA tensor "
+        if not torch.is_tensor(group["lr"]):
+            raise ImssaError("TrainStep(graph=True) needs the learning rate as a tensor "
                              "(lr=torch.tensor(lr, device='cuda')), so a schedule reaches the "
                              "replayed update")
