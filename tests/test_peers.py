@@ -257,3 +257,40 @@ def test_plain_loop_rejects_unmodelled_periphery(bad):
 def test_plain_loop_rejects_unknown_layout():
     with pytest.raises(ImssaError, match="layout"):
         _plain(_model(), PeripheryConfig(), {}, layout="sparse")
+
+
+# --- the benchmark's job ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("library", ["aihwkit", "aihwkit_lightning"])
+def test_peer_job_builds_the_contenders_of_one_job(library):
+    """PeerJob (benchmarks/bench_peers.py) gives imssa and each library peer the job's settings:
+    8-bit converters on imssa's ranges, PCM read noise every step (lightning: its output noise
+    on every ADC group, so it runs in training mode). Noise makes two runs differ, and each
+    stays near the ideal logits; lightning's contiguous per-channel slices feed its layers."""
+    pytest.importorskip(library)
+    from imssa.crossbar.peers import PeerJob
+
+    job = PeerJob()
+    assert job.periphery() == PeripheryConfig(dac_bits=8, adc_bits=8, read_noise_mode="per_step")
+    model, u = _model(), _inputs(B=8)
+    xbar = job.imssa(model, chips=2)
+    ranges = calibrate(xbar, u)
+    set_time(xbar, job.t_inference, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours = xbar(u, mode="recurrent")
+    ideal = model(u, mode="recurrent")
+    assert ours.shape == (2, *ideal.shape) and (ours[0] - ours[1]).abs().max() > 1e-4
+    scalars = {k: v for k, v in ranges.items() if v.numel() == 1}
+    runs = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        if library == "aihwkit":
+            net = job.aihwkit(model, scalars)
+        else:
+            net = job.lightning(model, scalars, layout="per_channel")
+            assert net.training
+        with torch.no_grad():
+            runs.append(net(u))
+    assert (runs[0] - runs[1]).abs().max() > 1e-4
+    for logits in (*runs, *ours):
+        assert logits.shape == ideal.shape and (logits - ideal).abs().max() < 1.0

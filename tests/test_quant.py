@@ -148,6 +148,40 @@ def test_complex_parts_share_one_scale():
     assert w.grad is not None and torch.isfinite(w.grad).all()
 
 
+def _two_pass_fake_quantize(v, scale, zp, qmin, qmax):
+    """The former form, the specification: the composite STE on the real and imaginary parts
+    separately, value vq + (clamp(v) - clamp(v).detach())."""
+    def real(x):
+        q = (torch.clamp(torch.round(x.detach() / scale) + zp, qmin, qmax) - zp) * scale
+        clipped = torch.clamp(x, (qmin - zp) * scale, (qmax - zp) * scale)
+        return q + (clipped - clipped.detach())
+    return torch.complex(real(v.real), real(v.imag)) if v.is_complex() else real(v)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("group", [(), (5, 1), (5, 4)])
+def test_one_pass_complex_fake_quantization_equals_two_passes(dtype, group):
+    """Complex tensors are quantized in one pass over their real view: values and gradients
+    bit-identical to the two passes over the real and imaginary parts (clipped entries
+    included), for per-tensor, per-channel and per-mode scales."""
+    g = torch.Generator().manual_seed(3)
+    z = torch.complex(torch.randn(6, 5, 4, generator=g, dtype=dtype),
+                      torch.randn(6, 5, 4, generator=g, dtype=dtype)) * 3
+    scale = torch.rand(group, generator=g) + 0.1
+    zp = torch.randint(0, 3, group, generator=g).float()
+    w = torch.randn(z.shape, generator=g, dtype=z.dtype)
+    outs, grads = [], []
+    for fq in (fake_quantize, _two_pass_fake_quantize):
+        v = z.clone().requires_grad_(True)
+        out = fq(v, scale, zp, -7, 7)
+        (out * w).real.sum().backward()
+        outs.append(out.detach())
+        grads.append(v.grad)
+    assert outs[0].dtype == outs[1].dtype and torch.equal(outs[0], outs[1])
+    assert torch.equal(grads[0], grads[1])
+    assert (grads[0] == 0).any() and (grads[0] != 0).any()  # some entries clipped, some not
+
+
 # --- calibration statistics ---------------------------------------------------------------------
 def test_percentile_matches_numpy():
     v = torch.arange(1001, dtype=torch.float64).reshape(1, -1)
@@ -650,3 +684,86 @@ def test_cuda_matches_cpu():
                                    atol=1e-4)
         calibrate(qm_cuda, [b.cuda() for b in batches(2)])
         assert math.isfinite(qm_cuda(u.cuda(), mode="conv").sum().item())
+
+
+# --- the QAT update as a CUDA graph ---------------------------------------------------------------
+def _qat_setup(device: str, L: int = 24):
+    """A small calibrated W4A6 model on ``device``, its AdamW (capturable on CUDA) and 3 batches."""
+    model = tiny_model(d_model=8, d_state=16).to(device)
+    cfg = make_config("W4A6", a_bits=8, x_bits=8, a_bar_form="polar",
+                      overrides={"x": {"granularity": "mode"}})
+    qm = calibrate(prepare(model, cfg), [b.to(device) for b in batches(2, L=L)])
+    qm.train()
+    cuda = device == "cuda"
+    opt = torch.optim.AdamW(qm.parameters(), lr=T(1e-2, device=device) if cuda else 1e-2,
+                            fused=cuda, capturable=cuda)
+    g = torch.Generator().manual_seed(9)
+    data = [(torch.randn(4, L, 1, generator=g).to(device),
+             torch.randint(0, 3, (4,), generator=g).to(device)) for _ in range(3)]
+    return qm, opt, data
+
+
+def test_train_step_eager_is_the_plain_update():
+    """TrainStep without a graph (any CPU) is the textbook update, bit for bit."""
+    from imssa.quant import TrainStep
+
+    runs = []
+    for use_step in (True, False):
+        qm, opt, data = _qat_setup("cpu")
+        step = TrainStep(qm, lambda u, m=qm: m(u, mode="recurrent"), opt, grad_clip=1.0,
+                         graph=False)
+        losses = []
+        for u, y in data:
+            if use_step:
+                losses.append(step(u, y))
+            else:
+                loss = torch.nn.functional.cross_entropy(qm(u, mode="recurrent"), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(qm.parameters(), 1.0)
+                opt.step()
+                losses.append(loss.detach())
+        runs.append((torch.stack(losses), [p.detach().clone() for p in qm.parameters()]))
+    assert torch.equal(runs[0][0], runs[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+
+
+def test_train_step_refuses_what_a_graph_cannot_replay():
+    from imssa.quant import TrainStep
+
+    qm, _, _ = _qat_setup("cpu")
+    fwd = lambda u: qm(u, mode="recurrent")  # noqa: E731
+    with pytest.raises(ImssaError, match="capturable"):
+        TrainStep(qm, fwd, torch.optim.AdamW(qm.parameters()))
+    with pytest.raises(ImssaError, match="learning rate as a tensor"):
+        TrainStep(qm, fwd, torch.optim.AdamW(qm.parameters(), capturable=True))
+    with pytest.raises(ImssaError, match="Adam"):
+        TrainStep(qm, fwd, torch.optim.SGD(qm.parameters(), lr=0.1))
+    cfg = make_config("W4A6", a_bits=8, x_bits=8,
+                      overrides={"x": {"granularity": "mode", "rounding": "stochastic"}})
+    sr = calibrate(prepare(tiny_model(), cfg), batches(1))
+    opt = torch.optim.AdamW(sr.parameters(), lr=T(1e-3), capturable=True)
+    with pytest.raises(ImssaError, match="blocks.0.ssm.x rounds stochastically"):
+        TrainStep(sr, fwd, opt)
+    assert TrainStep(qm, fwd, torch.optim.AdamW(qm.parameters(), lr=T(1e-3), capturable=True))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_train_step_graph_replays_the_eager_update_on_cuda():
+    """Recorded once, replayed: the same losses and parameters as eager updates, bit for bit,
+    over 3 updates (the fused Triton scan, its backward, the fused capturable AdamW), the
+    warm-up of the recording undone; a batch of another shape runs eagerly in between."""
+    from imssa.quant import TrainStep
+
+    runs = []
+    for graph in (True, False):
+        qm, opt, data = _qat_setup("cuda", L=64)
+        step = TrainStep(qm, lambda u, m=qm: m(u, mode="recurrent"), opt, grad_clip=1.0,
+                         graph=graph)
+        losses = [step(u, y) for u, y in data[:2]]
+        losses.append(step(data[2][0][:3], data[2][1][:3]))  # partial batch: eager
+        losses.append(step(*data[2]))
+        runs.append((torch.stack(losses).cpu(), [p.detach().cpu() for p in qm.parameters()]))
+    assert torch.equal(runs[0][0], runs[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))

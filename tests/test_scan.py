@@ -287,6 +287,69 @@ def test_stochastic_rounding_reference_is_unbiased(monkeypatch):
     _check_stochastic(stochastic_report("cpu"))
 
 
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bit for bit (signed zeros told apart), NaN at the same places (payloads aside)."""
+    return bool(torch.equal(a.isnan(), b.isnan()) and torch.equal(
+        a.nan_to_num(0.0).view(torch.int32), b.nan_to_num(0.0).view(torch.int32)))
+
+
+def fake_quant_report(device: str) -> dict:
+    """The fused fake quantizer (IMSSA_FAKE_QUANT=triton, or auto on CUDA) against torch's ops
+    (reference): grids per tensor (symmetric, asymmetric), per channel (H, 1), per mode (H, N)
+    and a complex tensor per channel; ties, clipped values and a NaN. Per grid: whether values
+    and gradients agree bit for bit and which paths ran."""
+    from imssa.ssm.scan import ste_quantize
+
+    saved = os.environ.get("IMSSA_FAKE_QUANT")
+    try:
+        return _fake_quant_cases(device, ste_quantize)
+    finally:
+        if saved is None:
+            os.environ.pop("IMSSA_FAKE_QUANT", None)
+        else:
+            os.environ["IMSSA_FAKE_QUANT"] = saved
+
+
+def _fake_quant_cases(device: str, ste_quantize) -> dict:
+    g = torch.Generator().manual_seed(0)
+    out = {}
+    for name, grid, asym, complex_ in (("tensor", (), False, False), ("tensor_asym", (), True, False),
+                                       ("channel", (7, 1), False, False),
+                                       ("mode_asym", (7, 9), True, False),
+                                       ("complex_channel", (7, 1), False, True)):
+        qmin, qmax = (0, 63) if asym else (-31, 31)
+        v = torch.randn(5, 7, 9, generator=g) * 2
+        s = 0.02 + 0.05 * torch.rand(grid, generator=g)
+        z = torch.randint(1, 5, grid, generator=g).float() if asym else torch.zeros(grid)
+        v[0, 0, :3] = torch.tensor([float("nan"), 1.5, -2.5]) * s.flatten()[0]  # NaN, ties
+        if complex_:
+            v = torch.complex(v, torch.randn(v.shape, generator=g) * 2)
+        w = torch.randn(v.shape, generator=g, dtype=v.dtype)
+        runs = {}
+        for backend in ("triton", "reference"):
+            os.environ["IMSSA_FAKE_QUANT"] = "auto" if backend == "triton" and device == "cuda" \
+                else backend
+            x = v.to(device).requires_grad_(True)
+            y = ste_quantize(x, s.to(device), z.to(device), qmin, qmax)
+            path = str(y.grad_fn.next_functions if complex_ else type(y.grad_fn).__name__)
+            (torch.view_as_real(y) if complex_ else y).nan_to_num().mul(
+                torch.view_as_real(w.to(device)) if complex_ else w.to(device)).sum().backward()
+            runs[backend] = (torch.view_as_real(y.detach()).cpu() if complex_ else y.detach().cpu(),
+                             torch.view_as_real(x.grad).cpu() if complex_ else x.grad.cpu(), path)
+        (ya, ga, fa), (yb, gb, fb) = runs["triton"], runs["reference"]
+        out[name] = {"fused": "FakeQuant" in fa, "torch": "FakeQuant" not in fb,
+                     "values": _same_bits(ya, yb), "grads": _same_bits(ga, gb),
+                     "clipped": int((ga == 0).sum()), "nan": int(ya.isnan().sum())}
+    return out
+
+
+def _check_fake_quant(report: dict) -> None:
+    for grid, r in report.items():
+        assert r["fused"] and r["torch"], (grid, r)
+        assert r["values"] and r["grads"], (grid, r)
+        assert r["clipped"] > 1 and r["nan"] == 1, (grid, r)
+
+
 def test_shape_errors():
     A, Bb, C, D, u, _, _ = make_case("float")
     with pytest.raises(ImssaError, match="C must"):
@@ -298,9 +361,9 @@ def test_shape_errors():
 # --- Triton, in the interpreter (CPU) ----------------------------------------------------------
 @pytest.fixture(scope="module")
 def interpreter_report():
-    env = dict(os.environ, TRITON_INTERPRET="1", IMSSA_SCAN="triton")
+    env = dict(os.environ, TRITON_INTERPRET="1", IMSSA_SCAN="triton", IMSSA_FAKE_QUANT="reference")
     proc = subprocess.run([sys.executable, __file__, "--interpret"], env=env, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=900)  # minutes on a loaded 2-core machine
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -317,7 +380,19 @@ def test_triton_interpreter_stochastic_rounding_is_unbiased(interpreter_report):
     _check_stochastic(interpreter_report["stochastic"])
 
 
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+def test_triton_interpreter_fake_quantizer_is_torchs_bit_for_bit(interpreter_report):
+    _check_fake_quant(interpreter_report["fake_quant"])
+
+
 # --- Triton, compiled on CUDA ------------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.skipif(not (HAS_TRITON and torch.cuda.is_available()), reason="needs CUDA and triton")
+def test_triton_cuda_fake_quantizer_is_torchs_bit_for_bit(monkeypatch):
+    monkeypatch.delenv("IMSSA_FAKE_QUANT", raising=False)
+    _check_fake_quant(fake_quant_report("cuda"))
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not (HAS_TRITON and torch.cuda.is_available()), reason="needs CUDA and triton")
 @pytest.mark.parametrize("name", CASES)
@@ -361,4 +436,6 @@ def test_triton_cuda_s4d_shape(monkeypatch):
 if __name__ == "__main__" and sys.argv[1:] == ["--interpret"]:
     # the child process of interpreter_report: TRITON_INTERPRET=1 is already in the environment
     report = {name: compare_case(name, "cpu") for name in CASES}
-    print(json.dumps({**report, "stochastic": stochastic_report("cpu")}))
+    report["stochastic"] = stochastic_report("cpu")
+    report["fake_quant"] = fake_quant_report("cpu")
+    print(json.dumps(report))

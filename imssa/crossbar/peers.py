@@ -20,6 +20,10 @@ name: ``encoder.input``, ``blocks.0.ssm.state``, ...).
   imssa's shared columns). Built by :func:`aihwkit_s4d` (aihwkit's ``AnalogLinear``) or
   :func:`lightning_s4d` (aihwkit-lightning's ``AnalogLinear``), both imported lazily.
 
+- :class:`PeerJob`: the settings of the job all of them are timed on (PCM, 8-bit DAC and ADC, a
+  fresh read every step, drift time), and each contender built from them: imssa's converted
+  model and the aihwkit and aihwkit-lightning peers (``benchmarks/bench_peers.py``).
+
 Real layouts (H channels, N2 = N/2 modes): the state is (B, H, N2, 2) real pairs ("blocks") or
 the flat (B, H N2 2) vector ("dense"); A is the (H, N2, 2, 2) rotation-scaling blocks
 [[a_r, -a_i], [a_i, a_r]] of A_bar (or the (H N x H N) block-diagonal matrix), B_bar its
@@ -29,17 +33,19 @@ the flat (B, H N2 2) vector ("dense"); A is the (H, N2, 2, 2) rotation-scaling b
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from imssa.crossbar.convert import convert
 from imssa.crossbar.linear import AnalogLinear
 from imssa.crossbar.periphery import PeripheryConfig, dac, sense
 from imssa.crossbar.ssm import AnalogSSM
 from imssa.crossbar.tile import check_window
-from imssa.devices import Device
+from imssa.devices import Device, PCMConfig, PCMDevice
 from imssa.errors import ImssaError
 from imssa.mapping import MappingConfig, complex_to_blocks
 from imssa.ssm import S4DModel
@@ -301,8 +307,9 @@ class LinearS4D(nn.Module):
         """A s for one time step of layer i. s: (B, H N) real state."""
         if self.layout == "blockdiag":
             return self.A[i](s)
-        parts = s.view(s.shape[0], self.H, self.N)
-        return torch.stack([lin(parts[:, h]) for h, lin in enumerate(self.A[i])], 1).flatten(1)
+        parts = s.view(s.shape[0], self.H, self.N)  # contiguous slices: lightning's Triton path
+        return torch.stack([lin(parts[:, h].contiguous()) for h, lin in enumerate(self.A[i])],
+                           1).flatten(1)
 
     def scan(self, i: int, x: Tensor) -> Tensor:
         """The SSM of layer i, stepped. x: (B, L, H) -> y (B, L, H)."""
@@ -310,7 +317,7 @@ class LinearS4D(nn.Module):
         s = x.new_zeros(x.shape[0], self.H * self.N)
         ys = []
         for k in range(x.shape[1]):
-            s = self.a_step(i, s) + bu[:, k]
+            s = self.a_step(i, s) + bu[:, k]  # a new, contiguous tensor
             ys.append(self.C[i](s) + du[:, k])
         return torch.stack(ys, 1)
 
@@ -458,3 +465,48 @@ def lightning_s4d(model: S4DModel, periphery: PeripheryConfig, ranges: Mapping[s
 
     net = LinearS4D(model, make, layout)
     return net.train() if out_noise else net.eval()
+
+
+# --- the job every contender is timed on ---------------------------------------------------------
+@dataclass(frozen=True)
+class PeerJob:
+    """The settings of the speed comparison (issue 12's sMNIST job) and its contenders: PCM
+    (aihwkit's ``PCMLikeNoiseModel`` statistics) at ``g_max`` µS, ``dac_bits`` / ``adc_bits``
+    converters, a fresh read at every recurrent step, drifted to ``t_inference`` s. aihwkit gets
+    its PCM model with a PCM read at every MVM (:func:`aihwkit_config`); aihwkit-lightning, which
+    has no per-device read noise, its output noise of ``lightning_out_noise`` x each column
+    group's ADC range (:func:`lightning_s4d`): less work per step than imssa does.
+    """
+
+    g_max: float = 25.0
+    dac_bits: int = 8
+    adc_bits: int = 8
+    t_inference: float = 86400.0
+    lightning_out_noise: float = 0.04
+
+    def periphery(self) -> PeripheryConfig:
+        return PeripheryConfig(dac_bits=self.dac_bits, adc_bits=self.adc_bits,
+                               read_noise_mode="per_step")
+
+    def device(self) -> PCMDevice:
+        return PCMDevice(PCMConfig(g_max=self.g_max, read_noise_mode="per_step"))
+
+    def imssa(self, model: S4DModel, chips: int, seed: int = 0,
+              encoding: str = "differential") -> S4DModel:
+        """imssa's converted model on ``chips`` chips (programmed; calibrate, then set_time)."""
+        return convert(model, MappingConfig(g_max=self.g_max, encoding=encoding), self.device(),
+                       self.periphery(), chips=chips, seed=seed)
+
+    def aihwkit(self, model: S4DModel, ranges: Mapping[str, Tensor],
+                layout: LinearLayout = "blockdiag") -> LinearS4D:
+        """One chip of the aihwkit peer on the CPU, programmed and drifted to t_inference."""
+        net = aihwkit_s4d(model, self.periphery(), ranges, layout=layout, pcm_g_max=self.g_max)
+        program_aihwkit(net, self.t_inference)
+        return net
+
+    def lightning(self, model: S4DModel, ranges: Mapping[str, Tensor],
+                  layout: LinearLayout = "blockdiag") -> LinearS4D:
+        """The aihwkit-lightning peer on the model's device, its output noise on every ADC
+        group (in training mode, where lightning draws it)."""
+        noise = dict.fromkeys(adc_groups(ranges), self.lightning_out_noise)
+        return lightning_s4d(model, self.periphery(), ranges, layout=layout, out_noise=noise)

@@ -42,11 +42,13 @@ from imssa.quant import (
     PARAMETERIZATIONS,
     QuantConfig,
     QuantSpec,
+    TrainStep,
     apply_a_margin,
     calibrate,
     check_finite,
     float_state_dict,
     freeze_ranges,
+    graph_blocker,
     legacy,
     make_config,
     memory_footprint,
@@ -328,10 +330,16 @@ def qat(run: str | Path, qcfg: QuantRunConfig, tcfg: QATConfig, out: str | Path,
     ptq_accuracy = recurrent_accuracy(model, data.test, dev)
     calib = calibration_batches(data.train, qcfg.calib_samples)
     groups = parameter_groups(model)
+    # Recurrent QAT on CUDA replays each update from a CUDA graph (it is bound by the host's
+    # kernel launches otherwise): the optimizer is capturable with tensor learning rates, and
+    # divergence is caught by the epoch's loss (the check of every step would synchronize).
+    graphed = dev.type == "cuda" and tcfg.mode == "recurrent" and graph_blocker(model) is None
+    lr = (lambda v: torch.tensor(v, device=dev)) if graphed else float
     optimizer = torch.optim.AdamW(
         [{"params": groups["other"]},
-         {"params": groups["ssm"], "lr": tcfg.ssm_lr, "weight_decay": 0.0}],
-        lr=tcfg.lr, weight_decay=tcfg.weight_decay, fused=dev.type == "cuda")
+         {"params": groups["ssm"], "lr": lr(tcfg.ssm_lr), "weight_decay": 0.0}],
+        lr=lr(tcfg.lr), weight_decay=tcfg.weight_decay, fused=dev.type == "cuda",
+        capturable=graphed)
     loop = dataclasses.replace(cfg, epochs=tcfg.epochs, batch_size=tcfg.batch_size,
                                seed=tcfg.seed, lr=tcfg.lr)
 
@@ -344,9 +352,11 @@ def qat(run: str | Path, qcfg: QuantRunConfig, tcfg: QATConfig, out: str | Path,
         check_finite(model, logits, tcfg.settings())
         return logits
 
+    update = TrainStep(model, lambda u: model(u, mode=tcfg.mode), optimizer, tcfg.grad_clip) \
+        if graphed else None
     history = train_epochs(model, forward, data, loop, out, optimizer, dev, resume,
                            grad_clip=tcfg.grad_clip, on_epoch_start=lambda: calibrate(model, calib),
-                           config=config)
+                           config=config, update=update)
     apply_a_margin(model, tcfg.a_margin)
     check_finite(model, None, tcfg.settings())
     freeze_ranges(model)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from imssa.data import TASKS, Split, TaskData, load_task
@@ -36,6 +35,7 @@ from imssa.experiments.io import (
 )
 from imssa.experiments.rules import check_positive, check_ssm_lr
 from imssa.files import check_writable
+from imssa.quant import TrainStep
 from imssa.ssm import S4DConfig, S4DModel, count_parameters, preset
 
 SSM_SLOW_PARAMS = ("log_A_real", "A_imag", "log_dt")
@@ -214,7 +214,8 @@ def train_epochs(model: nn.Module, forward: Forward, data: TaskData, cfg: TrainC
                  out: Path, optimizer: torch.optim.Optimizer, device: torch.device,
                  resume: bool, grad_clip: float | None = None,
                  on_epoch_start: Callable[[], object] | None = None,
-                 config: dict | None = None) -> dict:
+                 config: dict | None = None,
+                 update: Callable[[Tensor, Tensor], Tensor] | None = None) -> dict:
     """The epoch loop shared by training and QAT: shuffles, steps, checkpoints, resumes.
 
     ``on_epoch_start`` runs before each epoch (QAT recalibrates its ranges there). ``config``
@@ -223,8 +224,14 @@ def train_epochs(model: nn.Module, forward: Forward, data: TaskData, cfg: TrainC
     A loss that turns NaN or infinite stops the run with ImssaError (the last good checkpoint
     stays, no model is written).
 
+    ``update`` (u, y) -> loss is one optimizer step; the default is the eager step of ``forward``,
+    cross-entropy, ``grad_clip`` and ``optimizer`` (:class:`imssa.quant.TrainStep` without a
+    graph); QAT passes one replayed from a CUDA graph.
+
     Returns the history (per-epoch loss, validation accuracy and seconds).
     """
+    if update is None:
+        update = TrainStep(model, forward, optimizer, grad_clip, graph=False)
     config = json.loads(json.dumps(config if config is not None else dataclasses.asdict(cfg)))
     n = len(data.train.y)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -258,14 +265,9 @@ def train_epochs(model: nn.Module, forward: Forward, data: TaskData, cfg: TrainC
         bar = progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
         for step in bar:
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            loss = F.cross_entropy(forward(x_train[idx]), y_train[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
+            loss = update(x_train[idx], y_train[idx])
             scheduler.step()
-            total += loss.detach() * len(idx)
+            total += loss * len(idx)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0

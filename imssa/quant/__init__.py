@@ -16,6 +16,7 @@ Typical use::
 Tensors are named by their :mod:`imssa.names` path (``blocks.*.ssm.A_bar``, aliases ``A`` ...).
 """
 
+from imssa.quant.graphed import TrainStep, graph_blocker
 from imssa.quant.integer import convert
 from imssa.quant.margin import a_error_std, apply_a_margin, check_finite
 from imssa.quant.memory import MemoryReport, MemoryRow, memory_footprint
@@ -69,10 +70,11 @@ __all__ = [
     "NOISE_COMPONENTS", "NOISE_KINDS", "PARAMETERIZATIONS", "PRESETS", "TARGETS", "TRANSITIONS",
     "DiscreteParams", "FakeQuantizer", "MemoryReport", "MemoryRow", "PolarQuantizer",
     "QuantConfig", "QuantGELU", "QuantGLU", "QuantLinear", "QuantSSM", "QuantSpec", "Quantizer",
-    "RangeObserver", "Target", "WeightNoiseConfig", "a_bar_levels", "a_error_std", "activations", "add_noise",
+    "RangeObserver", "Target", "TrainStep", "WeightNoiseConfig", "a_bar_levels", "a_error_std",
+    "activations", "add_noise",
     "apply_a_margin", "check_finite", "conductance_scales",
     "calibrate", "convert", "fake_quantize", "float_state_dict", "freeze_ranges", "half_bits",
-    "hard_gelu", "make_config", "memory_footprint", "noisy_ssm", "noisy_weights",
+    "graph_blocker", "hard_gelu", "make_config", "memory_footprint", "noisy_ssm", "noisy_weights",
     "parameter_groups", "parse_components", "percentile", "perturb", "prepare",
     "programming_std", "qparams", "qrange",
     "quantized_weights", "quantizers", "read_noise", "set_weight_noise", "tensor_range", "unfreeze_ranges",

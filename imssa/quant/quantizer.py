@@ -34,21 +34,7 @@ def qrange(bits: int, symmetric: bool) -> tuple[int, int]:
     return 0, 2**bits - 1
 
 
-def fake_quantize(v: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax: int) -> Tensor:
-    """Quantize and dequantize ``v`` with a straight-through gradient.
-
-    Args:
-        v: real or complex tensor; complex parts share scale and zero point.
-        scale, zero_point: broadcastable to v (zero_point integer-valued).
-        qmin, qmax: integer code range.
-
-    Returns:
-        A tensor like v whose values lie on the grid (q - zero_point) * scale.
-    """
-    if v.is_complex():
-        return torch.complex(ste_quantize(v.real, scale, zero_point, qmin, qmax),
-                             ste_quantize(v.imag, scale, zero_point, qmin, qmax))
-    return ste_quantize(v, scale, zero_point, qmin, qmax)
+fake_quantize = ste_quantize  # quantize-dequantize a real or complex tensor (the STE of scan.py)
 
 
 def qparams(lo: Tensor, hi: Tensor, bits: int, symmetric: bool) -> tuple[Tensor, Tensor]:

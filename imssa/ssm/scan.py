@@ -22,6 +22,11 @@ ten per step. ``ssm_scan`` picks one; the environment variable ``IMSSA_SCAN`` ov
   triton is first imported to run the kernels in Triton's interpreter, for tests); complex128
   still takes the reference;
 - ``reference``: always the reference.
+
+``IMSSA_FAKE_QUANT`` (same values, same rules) chooses how :func:`ste_quantize` fake-quantizes
+a contiguous float32 tensor (weights, SSM tensors, activation points; complex ones through their
+real view): one fused Triton kernel each way (:func:`imssa.ssm.scan_triton.fake_quantize_triton`),
+or torch's ops (``reference``).
 """
 
 from __future__ import annotations
@@ -64,31 +69,36 @@ class StateQuant:
     def __call__(self, x: Tensor) -> Tensor:
         """Fake-quantize a real or complex state with a straight-through gradient inside the
         range."""
-        if not x.is_complex():
-            return self._real(x)
-        return torch.complex(self._real(x.real), self._real(x.imag))
+        return ste_quantize(x, self.scale, self.zero_point, self.qmin, self.qmax, self.stochastic)
 
     def bounds(self) -> tuple[Tensor, Tensor]:
         """The clip range [lo, hi] of the dequantized values, broadcastable to (H, N/2)."""
         s, zp = self.scale.detach(), self.zero_point.detach()
         return (self.qmin - zp) * s, (self.qmax - zp) * s
 
-    def _real(self, v: Tensor) -> Tensor:
-        return ste_quantize(v, self.scale, self.zero_point, self.qmin, self.qmax, self.stochastic)
-
 
 def ste_quantize(v: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax: int,
                  stochastic: bool = False) -> Tensor:
-    """Fake-quantize a real tensor with a straight-through gradient: the one implementation of
-    the package (state, weights and activations; :mod:`imssa.quant` calls it).
+    """Fake-quantize a real or complex tensor with a straight-through gradient: the one
+    implementation of the package (state, weights and activations; :mod:`imssa.quant` calls it).
 
     Code q = clamp(round(v / s) + z, qmin, qmax) (``torch.round``: half to even; stochastic:
     floor(v / s + U), U ~ Uniform[0, 1) from torch's global RNG), value (q - z) * s. The
     straight-through estimator (Bengio et al. 2013) passes the gradient unchanged on the closed
-    range [(qmin - z) s, (qmax - z) s] and zeroes it where v is clipped. scale and zero point are
-    constants: no gradient flows to them.
+    range [(qmin - z) s, (qmax - z) s] and zeroes it where v is clipped. A complex v quantizes
+    its real and imaginary parts on the same grid in one pass over its real view (half the
+    kernels of two passes; recurrent QAT at small batches is bound by kernel launches). scale
+    and zero point are constants: no gradient flows to them.
     """
     s, zp = scale.detach(), zero_point.detach()
+    if not stochastic and _fused_quantizer(v, s, zp):
+        from imssa.ssm.scan_triton import fake_quantize_triton
+
+        return fake_quantize_triton(v, s, zp, qmin, qmax)
+    if v.is_complex():
+        out = ste_quantize(torch.view_as_real(v), s.unsqueeze(-1), zp.unsqueeze(-1), qmin, qmax,
+                           stochastic)
+        return torch.view_as_complex(out.contiguous())
     r = v.detach() / s
     r = torch.floor(r + torch.rand_like(r)) if stochastic else torch.round(r)
     vq = (torch.clamp(r + zp, qmin, qmax) - zp) * s  # exactly on the grid
@@ -96,6 +106,21 @@ def ste_quantize(v: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax: 
     # that of the clip: 1 on the range, 0 where clipped
     v_clipped = torch.clamp(v, (qmin - zp) * s, (qmax - zp) * s)
     return vq + (v_clipped - v_clipped.detach())
+
+
+def _fused_quantizer(v: Tensor, s: Tensor, zp: Tensor) -> bool:
+    """Whether ``ste_quantize`` takes the fused Triton kernel: a contiguous float32 tensor of at
+    most 4 dims on a float32 grid that broadcasts to it, as ``IMSSA_FAKE_QUANT`` chooses (auto:
+    on CUDA; triton: also on CPU, in Triton's interpreter for tests)."""
+    if not (v.dtype == s.dtype == zp.dtype == torch.float32 and v.is_contiguous()
+            and 0 < v.numel() and v.ndim <= 4 and s.device == v.device == zp.device):
+        return False
+    try:
+        if torch.broadcast_shapes(v.shape, s.shape, zp.shape) != v.shape:
+            return False
+    except RuntimeError:
+        return False
+    return choose_backend("IMSSA_FAKE_QUANT", SCAN_BACKENDS, True, v.is_cuda) == "triton"
 
 
 @dataclass(frozen=True)

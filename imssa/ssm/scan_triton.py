@@ -27,6 +27,9 @@ multiply-adds as forward, so it is bitwise the z forward quantized. Each program
 parameter gradients over k in registers and writes one partial per b; torch sums over b
 (deterministic, no atomics). The skip term D u and its gradients are left to torch autograd.
 
+The same file holds the fused fake quantizer of a float32 tensor on one grid (per-tensor
+activation points, the big tensors of recurrent QAT): one kernel forward, one backward.
+
 Quantization matches torch bit for bit: z / scale with IEEE division (``div_rn``), round half to
 even (torch.round) from floor, clamp to [qmin, qmax], (q - zero) * scale. Stochastic rounding
 (floor(z / scale + U)) draws U with Philox (``tl.rand``) keyed by a seed taken from torch's RNG
@@ -63,15 +66,16 @@ def _step(xr, xi, ar, ai, br, bi, u):
 
 @triton.jit
 def _quantize(z, s, zp, qmin, qmax):
+    """(clamp(round(z / s) + zp, qmin, qmax) - zp) * s, as torch computes it (NaN stays NaN)."""
     q = _round_half_even(tl.math.div_rn(z, s)) + zp
-    q = tl.minimum(tl.maximum(q, qmin), qmax)
+    q = tl.clamp(q, qmin, qmax, propagate_nan=tl.PropagateNan.ALL)
     return (q - zp) * s
 
 
 @triton.jit
 def _quantize_stochastic(z, s, zp, qmin, qmax, seed, offset):
     q = tl.floor(tl.math.div_rn(z, s) + tl.rand(seed, offset)) + zp
-    q = tl.minimum(tl.maximum(q, qmin), qmax)
+    q = tl.clamp(q, qmin, qmax, propagate_nan=tl.PropagateNan.ALL)
     return (q - zp) * s
 
 
@@ -220,6 +224,92 @@ def _ssm_scan_bwd_kernel(
     tl.store(g + 3 * BHN, gBi, mask=mask)
     tl.store(g + 4 * BHN, gCr, mask=mask)
     tl.store(g + 5 * BHN, gCi, mask=mask)
+
+
+@triton.jit
+def _grid_params(sz_ptr, offs, G, d1, d2, d3, s0, s1, s2, s3, SCALAR: tl.constexpr):
+    """Scale and zero point of each element of a contiguous tensor of shape (d0, d1, d2, d3):
+    ``sz`` holds the scales, then the zero points, of the grid tensor (G values each), whose
+    strides broadcast against the tensor are s0..s3 (0 on a broadcast dim)."""
+    if SCALAR:
+        g = offs * 0
+    else:
+        i3 = offs % d3
+        rest = offs // d3
+        i2 = rest % d2
+        rest = rest // d2
+        g = (rest // d1) * s0 + (rest % d1) * s1 + i2 * s2 + i3 * s3
+    return tl.load(sz_ptr + g), tl.load(sz_ptr + G + g)
+
+
+@triton.jit
+def _fake_quant_fwd_kernel(v_ptr, out_ptr, sz_ptr, n, G, d1, d2, d3, s0, s1, s2, s3, qmin, qmax,
+                           SCALAR: tl.constexpr, BLOCK: tl.constexpr):
+    """out = the quantize-dequantize of v on its grid."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < n
+    v = tl.load(v_ptr + offs, mask=m, other=0.0)
+    s, zp = _grid_params(sz_ptr, tl.where(m, offs, 0), G, d1, d2, d3, s0, s1, s2, s3, SCALAR)
+    tl.store(out_ptr + offs, _quantize(v, s, zp, qmin, qmax), mask=m)
+
+
+@triton.jit
+def _fake_quant_bwd_kernel(v_ptr, g_ptr, gv_ptr, sz_ptr, n, G, d1, d2, d3, s0, s1, s2, s3, qmin,
+                           qmax, SCALAR: tl.constexpr, BLOCK: tl.constexpr):
+    """gv = g where (qmin - zp) s <= v <= (qmax - zp) s, else 0: the gradient of torch.clamp."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = offs < n
+    v = tl.load(v_ptr + offs, mask=m, other=0.0)
+    g = tl.load(g_ptr + offs, mask=m, other=0.0)
+    s, zp = _grid_params(sz_ptr, tl.where(m, offs, 0), G, d1, d2, d3, s0, s1, s2, s3, SCALAR)
+    inside = (v >= (qmin - zp) * s) & (v <= (qmax - zp) * s)
+    tl.store(gv_ptr + offs, tl.where(inside, g, 0.0), mask=m)
+
+
+_FQ_BLOCK = 1024  # elements per program of the fake-quantization kernels
+FQ_MAX_DIMS = 4  # dims of a tensor the fused fake quantizer takes
+
+
+class _FakeQuantFunction(torch.autograd.Function):
+    """Fake quantization of a contiguous float32 tensor, one kernel each way."""
+
+    @staticmethod
+    def forward(ctx, v: Tensor, sz: Tensor, layout: tuple[int, ...], qmin: float,
+                qmax: float) -> Tensor:
+        out = torch.empty_like(v)
+        n = v.numel()
+        _fake_quant_fwd_kernel[(triton.cdiv(n, _FQ_BLOCK),)](
+            v, out, sz, n, *layout, qmin, qmax, SCALAR=not any(layout[4:]), BLOCK=_FQ_BLOCK)
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(v, sz)
+            ctx.args = (layout, qmin, qmax)
+        return out
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        v, sz = ctx.saved_tensors
+        layout, qmin, qmax = ctx.args
+        g = g.contiguous()
+        gv = torch.empty_like(v)
+        n = v.numel()
+        _fake_quant_bwd_kernel[(triton.cdiv(n, _FQ_BLOCK),)](
+            v, g, gv, sz, n, *layout, qmin, qmax, SCALAR=not any(layout[4:]), BLOCK=_FQ_BLOCK)
+        return gv, None, None, None, None
+
+
+def fake_quantize_triton(v: Tensor, scale: Tensor, zero_point: Tensor, qmin: int,
+                         qmax: int) -> Tensor:
+    """:func:`imssa.ssm.scan.ste_quantize` of a contiguous float32 ``v`` of at most 4 dims, its
+    float32 scale and zero point broadcastable to it (constants, no gradient), by one kernel
+    forward and one backward instead of about thirteen and four: the same values and gradients
+    bit for bit (the arithmetic of :func:`_quantize`, the mask of torch.clamp's gradient)."""
+    s, zp = torch.broadcast_tensors(scale.detach(), zero_point.detach())
+    sz = torch.stack((s, zp)).contiguous()  # (2, *grid)
+    pad = FQ_MAX_DIMS - v.ndim
+    dims = (1,) * pad + tuple(v.shape)
+    strides = (0,) * pad + sz[0].expand(v.shape).stride()
+    layout = (s.numel(), *dims[1:], *strides)  # G, d1, d2, d3, s0..s3
+    return _FakeQuantFunction.apply(v, sz, layout, float(qmin), float(qmax))
 
 
 def _launch_config(H: int, N2: int) -> tuple[int, int, int]:
