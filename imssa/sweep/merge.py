@@ -131,7 +131,7 @@ def merge(spec: Spec, out: str | Path) -> xr.Dataset:
     coords = [_axis_coords(a) for a in spec.axes]
     parts = [_point_dataset(spec, p, results[p.config.point_key()], coords, names)
              for p in spec.points]
-    ds = parts[0] if not spec.axes else xr.combine_by_coords(parts, combine_attrs="drop")
+    ds = parts[0] if not spec.axes else xr.combine_by_coords(parts, combine_attrs="override")
     ds["error"] = ds["error"].astype(str)
     first = spec.points[0].config.to_dict()
     ds.attrs = {"title": f"imssa sweep {spec.name}", "spec": spec.text,

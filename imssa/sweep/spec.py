@@ -206,8 +206,9 @@ def _typed(cls: type, values: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 
 def _build(cls: type, values: Mapping[str, Any], where: str, **extra: Any) -> Any:
+    typed = _typed(cls, values, where)
     try:
-        return cls(**_typed(cls, values, where), **extra)
+        return cls(**typed, **extra)
     except ImssaError as err:
         raise ImssaError(f"[{where}] {err}") from None
     except (TypeError, ValueError) as err:
