@@ -225,3 +225,25 @@ def test_gpu_workers_are_pinned():
         ["2", "2", "5", "5"]
     with local_cluster(gpus=["3"], workers_per_gpu=1) as cluster, Client(cluster) as c:
         assert list(c.run(lambda: os.environ["CUDA_VISIBLE_DEVICES"]).values()) == ["3"]
+
+
+def test_given_run_is_taken_as_it_is(reference, client, tmp_path, capsys):
+    """train.run: a finished run is simulated as it is; the same model and settings give the
+    reference's numbers (the point's seeds do not depend on where the model came from)."""
+    import json
+
+    out, ds = reference
+    run = next(r for r in (out / "train").iterdir()
+               if json.loads((r / "config.json").read_text())["train"]["seed"] == 0)
+    text = SPEC.replace('task = "sdigits"\nepochs = 2\nlimit = 120', f'run = "{run}"').replace(
+        '"train.seed" = [0, 1]\n', "")
+    with pytest.raises(ImssaError, match="set no other train field"):
+        parse_spec(text.replace(f'run = "{run}"', f'run = "{run}"\nepochs = 3'))
+    spec = parse_spec(text, "given")
+    path = tmp_path / "given.toml"
+    path.write_text(text)
+    assert main(["sweep", str(path), "--out", str(tmp_path), "--dry-run"]) == 0
+    assert "0 trainings (0 finished) and 1 given runs" in capsys.readouterr().out
+    given, failed = sweep(spec, tmp_path, client=client)
+    assert failed == 0 and not (tmp_path / "train").exists()
+    np.testing.assert_array_equal(given["accuracy"], ds["accuracy"].sel({"train.seed": 0}))

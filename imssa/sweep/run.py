@@ -59,8 +59,9 @@ class Paths:
 
     def model(self, config: PointConfig) -> Path:
         """The model file a point's simulation programs."""
-        folder = self.quantize if config.method == "qat" else self.train
-        return folder(config.model_key()) / "model.pt"
+        if config.method == "qat":
+            return self.quantize(config.model_key()) / "model.pt"
+        return Path(config.run or self.train(config.model_key())) / "model.pt"
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,9 @@ def plan(spec: Spec, out: str | Path) -> Plan:
 def describe(spec: Spec, work: Plan, out: str | Path, limit: int = 100) -> str:
     """What ``--dry-run`` prints: the points (their axis values) and the work they need."""
     paths = Paths(Path(out))
-    train_done = sum((paths.train(k) / "metrics.json").is_file() for k in work.trainings)
+    given = sum(c.run is not None for c in work.trainings.values())
+    train_done = sum((paths.train(k) / "metrics.json").is_file() for k, c in
+                     work.trainings.items() if c.run is None)
     quant_done = sum((paths.quantize(k) / "metrics.json").is_file() for k in work.quantizations)
     lines = [f"sweep {spec.name}: {len(spec.points)} points, axes "
              + (", ".join(f"{a.dim} ({len(a.values)})" for a in spec.axes) or "none")]
@@ -120,8 +123,9 @@ def describe(spec: Spec, work: Plan, out: str | Path, limit: int = 100) -> str:
         lines.append(f"  {n:>5}  {values or '(base)'}  [{key}, {state}]")
     if len(spec.points) > limit:
         lines.append(f"  ... and {len(spec.points) - limit} more")
-    lines.append(f"work: {len(work.trainings)} trainings ({train_done} finished), "
-                 f"{len(work.quantizations)} quantizations ({quant_done} finished), "
+    lines.append(f"work: {len(work.trainings) - given} trainings ({train_done} finished)"
+                 + (f" and {given} given runs, " if given else ", ")
+                 + f"{len(work.quantizations)} quantizations ({quant_done} finished), "
                  f"{len(work.points)} simulations ({len(work.finished)} finished, "
                  f"{len(work.pending)} to run)")
     return "\n".join(lines)

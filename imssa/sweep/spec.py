@@ -3,8 +3,10 @@ their fields, read from TOML and checked whole before any work.
 
 The sections are the existing configs, field for field::
 
-    [train]                  TrainConfig
-    [quantize]               QuantRunConfig, plus method = "ptq" | "qat" | "none"
+    [train]                  TrainConfig, or run = "FOLDER": a finished run (a training or a QAT
+                             folder of a continuous parameterization), taken as it is
+    [quantize]               QuantRunConfig, plus method = "ptq" | "qat" | "none", and data_dir,
+                             limit: the data of ptq / qat (default: the run's)
     [qat]                    QATConfig (points whose method is "qat")
     [simulate]               SimulationConfig (t_inference, chips, digital, split, limit, seed...)
     [simulate.memristor]     kind = "pcm" | "gaussian" | "rram" | "ideal", and that kind's fields
@@ -81,14 +83,18 @@ class PointConfig:
     qat: QATConfig | None = None
     simulation: SimulationConfig | None = None
     memristor: DeviceConfig | None = None
+    run: str | None = None
+    quant_data: tuple[str | None, int | None] = (None, None)
 
     @property
     def quantizes(self) -> bool:
         return self.method in ("ptq", "qat")
 
     def train_key(self) -> str:
-        """Content key of the training: its config without the torch device."""
-        return digest({"train": _without_device(dataclasses.asdict(self.train))})
+        """Content key of the training: its config without the torch device (and the folder
+        of a given run: its model's bytes are checked by the point's fingerprint)."""
+        train = {"train": _without_device(dataclasses.asdict(self.train))}
+        return digest(train if self.run is None else {**train, "run": self.run})
 
     def quant_key(self) -> str | None:
         """Content key of the quantization (None without one): training, method and configs."""
@@ -96,7 +102,8 @@ class PointConfig:
             return None
         qat = dataclasses.asdict(self.qat) if self.method == "qat" and self.qat else None
         return digest({"train": self.train_key(), "method": self.method,
-                       "quant": dataclasses.asdict(self.quant), "qat": qat})
+                       "quant": dataclasses.asdict(self.quant), "qat": qat,
+                       "data": list(self.quant_data)})
 
     def model_key(self) -> str:
         """Key of the model the simulation programs: the QAT folder's, else the training's."""
@@ -111,7 +118,7 @@ class PointConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready configs (for the result's attrs and the point files)."""
-        return {"train": dataclasses.asdict(self.train), "method": self.method,
+        return {"train": dataclasses.asdict(self.train), "run": self.run, "method": self.method,
                 "quantize": None if self.quant is None else dataclasses.asdict(self.quant),
                 "qat": None if self.qat is None or self.method != "qat"
                 else dataclasses.asdict(self.qat),
@@ -186,7 +193,8 @@ def check_path(path: str) -> None:
         raise ImssaError(f"{path}: unknown section {section!r}; sections are "
                          f"{', '.join([*SECTIONS, 'simulate.memristor'])}")
     known = [f for f in _fields(cls) if not (cls is SimulationConfig and f in _SUBTABLES)]
-    known += ["method"] if cls is QuantRunConfig else []
+    known += ["method", "data_dir", "limit"] if cls is QuantRunConfig else \
+        ["run"] if cls is TrainConfig else []
     if name not in known:
         sub = f" ({name} is a table: name one of its fields)" if name in _SUBTABLES else ""
         raise ImssaError(f"{path}: {cls.__name__} has no field {name!r}{sub}; it has "
@@ -215,12 +223,39 @@ def _build(cls: type, values: Mapping[str, Any], where: str, **extra: Any) -> An
         raise ImssaError(f"[{where}] invalid {cls.__name__} values ({err})") from None
 
 
+def _given_run(values: Mapping[str, Any], cache: dict[str, TrainConfig]) -> tuple[TrainConfig, str]:
+    """The TrainConfig of ``train.run``, a finished run folder (read once per folder)."""
+    from imssa.experiments.io import config_from_dict, read_json
+    from imssa.experiments.train import resolve_run
+
+    other = sorted(set(values) - {"run"})
+    if other:
+        raise ImssaError(f"[train] run is a finished run, taken as it is: set no other train field "
+                         f"(got {', '.join(other)})")
+    run = values["run"]
+    if not isinstance(run, str):
+        raise ImssaError(f"[train] run must be a folder, got {run!r}")
+    if run not in cache:
+        folder = resolve_run(Path(run).expanduser())
+        saved = read_json(folder / "config.json")
+        cache[run] = config_from_dict(TrainConfig, saved.get("train"), f"{folder}/config.json")
+    return cache[run], str(Path(run).expanduser().resolve())
+
+
+_RUNS: dict[str, TrainConfig] = {}
+
+
 def build_point(values: Mapping[str, Any]) -> PointConfig:
     """The configs of one point from its section values (base with the axes applied)."""
-    train = _build(TrainConfig, values["train"], "train")
+    if "run" in values["train"]:
+        train, run = _given_run(values["train"], _RUNS)
+    else:
+        train, run = _build(TrainConfig, values["train"], "train"), None
     method = quant = qat = None
+    data: tuple[Any, Any] = (None, None)
     if "quantize" in values:
         q = dict(values["quantize"])
+        data = (q.pop("data_dir", None), q.pop("limit", None))
         method = q.pop("method", "ptq")
         if method not in METHODS:
             raise ImssaError(f"[quantize] method must be one of {', '.join(METHODS)}, "
@@ -245,7 +280,7 @@ def build_point(values: Mapping[str, Any]) -> PointConfig:
             raise ImssaError(f"[qat] parameterization {qat.parameterization!r} stores no float "
                              f"model to program; a simulate stage needs one of "
                              f"{', '.join(SIMULABLE_QAT)}")
-    return PointConfig(train, method, quant, qat, sim, memristor)
+    return PointConfig(train, method, quant, qat, sim, memristor, run, data)
 
 
 def _check_model(config: PointConfig, cache: dict[Any, Any]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,13 +38,15 @@ def _finished(folder: Path) -> bool:
 
 
 def train_task(config: PointConfig, folder: str, log: str, threads: int) -> dict[str, Any]:
-    """Train ``config.train`` into ``folder`` (resuming an interrupted run of it)."""
+    """Train ``config.train`` into ``folder`` (resuming an interrupted run of it); a given run
+    (``config.run``) is taken as it is."""
     from imssa.experiments.train import train
 
-    path = Path(folder)
-    with _task(log, threads):
-        if not _finished(path):
-            train(config.train, path, resume=True)
+    path = Path(config.run or folder)
+    if config.run is None:
+        with _task(log, threads):
+            if not _finished(path):
+                train(config.train, path, resume=True)
     metrics = read_json(path / "metrics.json")
     return {"run": str(path), "test_accuracy": float(metrics["test_accuracy"]),
             "model_sha256": file_digest(path / "model.pt")}
@@ -63,10 +66,12 @@ def quantize_task(config: PointConfig, trained: dict[str, Any], folder: str, log
     with _task(log, threads):
         if not (path / "metrics.json").is_file():
             write_json(made_from, marker)
+            data_dir, limit = config.quant_data
             if config.method == "ptq":
-                ptq(trained["run"], config.quant, path)
+                ptq(trained["run"], config.quant, path, data_dir=data_dir, limit=limit)
             else:
-                qat(trained["run"], config.quant, config.qat, path, resume=True)
+                qat(trained["run"], config.quant, config.qat, path, data_dir=data_dir,
+                    limit=limit, resume=True)
     metrics = read_json(path / "metrics.json")
     result = {"test_accuracy": float(metrics["test_accuracy"])}
     if config.method == "qat":
@@ -104,6 +109,7 @@ def point_task(config: PointConfig, trained: dict[str, Any], quantized: dict[str
     from imssa.experiments.simulate import simulate
     from imssa.experiments.train import load_run
 
+    t0 = time.perf_counter()
     model = quantized if config.method == "qat" else trained
     fingerprint = point_fingerprint(key, model["model_sha256"])
     out = Path(path)
@@ -124,6 +130,7 @@ def point_task(config: PointConfig, trained: dict[str, Any], quantized: dict[str
                    "seconds": ds["seconds"].values.tolist(),
                    "digital_accuracy": float(ds.attrs["digital_accuracy"]),
                    "crossbar": counts, "device": ds.attrs.get("env_device", "")}
+    result["task_seconds"] = time.perf_counter() - t0
     write_json(result, out)
     return {"key": key, "skipped": False}
 
