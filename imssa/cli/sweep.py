@@ -52,4 +52,5 @@ def add_parser(sub: Any) -> None:
                    help="torch CPU threads of each task (default %(default)s)")
     add_threads(p)
     p.aliases.update(workers_per_gpu="--workers-per-gpu", scheduler="--scheduler")
-    p.set_defaults(func=_sweep)
+    p.set_defaults(func=_sweep, interrupted="interrupted; every finished training, quantization "
+                   "and point is kept in --out: rerun the same command to continue from them")

@@ -21,8 +21,17 @@ if TYPE_CHECKING:
     import xarray as xr
 
 
+def _axes(ds: xr.Dataset) -> list[dict]:
+    return json.loads(ds.attrs.get("axes", "[]"))
+
+
 def _dims(ds: xr.Dataset) -> list[str]:
-    return [a["dim"] for a in json.loads(ds.attrs.get("axes", "[]"))]
+    return [a["dim"] for a in _axes(ds)]
+
+
+def _columns(ds: xr.Dataset) -> list[str]:
+    """The coordinates a point is shown by: each axis field (a zip group's fields, not its step)."""
+    return [f for a in _axes(ds) for f in a["fields"]]
 
 
 def _pct(mean: float, std: float | None = None) -> str:
@@ -41,14 +50,14 @@ def _times(ds: xr.Dataset) -> list[str]:
 
 def point_table(ds: xr.Dataset) -> str:
     """One line per point: axis values, train / quantized / digital accuracy, chips per time."""
-    dims = _dims(ds)
+    dims, columns = _dims(ds), _columns(ds)
     flat = ds.stack(point=dims) if dims else ds.expand_dims("point")
-    head = [*dims, "train %", "quant %", "digital %"]
+    head = [*columns, "train %", "quant %", "digital %"]
     head += [f"chips @ {t} %" for t in _times(ds)]
     rows = []
     for i in range(flat.sizes["point"]):
         p = flat.isel(point=i)
-        row = [_label(p[d].values.item()) for d in dims]
+        row = [_label(p[c].values.item()) for c in columns]
         row += [_pct(float(p[v])) if v in p else "-" for v in
                 ("train_accuracy", "quant_accuracy", "digital_accuracy")]
         if "accuracy" in p:
@@ -74,9 +83,11 @@ def axis_table(ds: xr.Dataset, dim: str) -> str:
     acc = ds["accuracy"]
     others = [d for d in acc.dims if d not in (dim, "t_inference")]
     mean, std = acc.mean(others), acc.std(others)
-    rows = [[dim, *[f"chips @ {t} %" for t in _times(ds)]]]
-    for k, value in enumerate(ds[dim].values):
-        rows.append([_label(value), *[_pct(float(mean[k, j]), float(std[k, j]))
+    fields = next(a["fields"] for a in _axes(ds) if a["dim"] == dim)
+    rows = [[" / ".join(fields), *[f"chips @ {t} %" for t in _times(ds)]]]
+    for k in range(ds.sizes[dim]):
+        label = " / ".join(_label(ds[f].values[k]) for f in fields)
+        rows.append([label, *[_pct(float(mean[k, j]), float(std[k, j]))
                                       for j in range(acc.sizes["t_inference"])]])
     return _format(rows)
 
