@@ -82,7 +82,7 @@ def test_spec_errors_in_sections_and_zip_groups(tmp_path, capsys):
         parse_spec(SPEC + '[quantize]\nmethod = "qat"\n[qat]\nparameterization = "discrete"\n')
 
 
-def test_plan_shares_every_stage(tmp_path):
+def test_plan_shares_every_stage(tmp_path, capsys):
     """method ptq|qat x qat.train_noise: the two PTQ points are one; one training per seed."""
     spec = parse_spec(SPEC.split("[axes]")[0] + """
 [quantize]
@@ -102,8 +102,13 @@ preset = "W8A8"
     assert main(["sweep", "--dry-run", "-", "--out", str(tmp_path)]) == 2  # no such file
     path = tmp_path / "s.toml"
     path.write_text(spec.text)
+    capsys.readouterr()
     assert main(["sweep", str(path), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
     assert not (tmp_path / "o").exists()
+    printed = capsys.readouterr().out
+    assert "sweep s: 16 points" in printed and printed.count("to run]") == 16
+    assert "work: 2 trainings (0 finished), 12 quantizations (0 finished), 12 simulations " \
+        "(0 finished, 12 to run)" in printed
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +252,30 @@ def test_given_run_is_taken_as_it_is(reference, client, tmp_path, capsys):
     given, failed = sweep(spec, tmp_path, client=client)
     assert failed == 0 and not (tmp_path / "train").exists()
     np.testing.assert_array_equal(given["accuracy"], ds["accuracy"].sel({"train.seed": 0}))
+
+
+def test_failed_point_is_recorded_and_retried(reference, client, tmp_path):
+    """A point that fails at run time (its given run's model.pt is damaged) is recorded with its
+    error, NaN in the Dataset; the other points finish; a rerun retries it."""
+    import shutil
+
+    good = sorted((reference[0] / "train").iterdir())[0]
+    bad = tmp_path / "damaged"
+    shutil.copytree(good, bad)
+    (bad / "model.pt").write_bytes(b"not a model")
+    text = SPEC.replace('task = "sdigits"\nepochs = 2\nlimit = 120', f'run = "{good}"').split(
+        "[axes]")[0] + f'[axes]\n"train.run" = ["{good}", "{bad}"]\n'
+    spec = parse_spec(text, "failing")
+    out = tmp_path / "out"
+    ds, failed = sweep(spec, out, client=client)
+    assert failed == 1
+    assert "is not a PyTorch file" in str(ds["error"].sel({"train.run": str(bad)}
+                                                                             ).values)
+    assert str(ds["error"].sel({"train.run": str(good)}).values) == ""
+    assert np.isnan(ds["accuracy"].sel({"train.run": str(bad)})).all()
+    assert np.isfinite(ds["accuracy"].sel({"train.run": str(good)})).all()
+    errors = list((out / "points").glob("*.error.json"))
+    assert len(errors) == 1 and len(plan(spec, out).pending) == 1
+    first = errors[0].stat().st_mtime_ns
+    assert sweep(spec, out, client=client)[1] == 1  # retried, and failing again
+    assert errors[0].stat().st_mtime_ns > first
