@@ -106,7 +106,7 @@ preset = "W8A8"
     assert main(["sweep", str(path), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
     assert not (tmp_path / "o").exists()
     printed = capsys.readouterr().out
-    assert "sweep s: 16 points" in printed and printed.count("to run]") == 16
+    assert "sweep tiny: 16 points" in printed and printed.count("to run]") == 16
     assert "work: 2 trainings (0 finished), 12 quantizations (0 finished), 12 simulations " \
         "(0 finished, 12 to run)" in printed
 
