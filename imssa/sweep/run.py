@@ -147,7 +147,7 @@ def execute(spec: Spec, work: Plan, out: str | Path, client: Any, threads: int =
     """
     from distributed import as_completed
 
-    paths = Paths(Path(out))
+    paths = Paths(Path(out).resolve())  # workers elsewhere may start in other folders
     check_writable(paths.root, "sweep folder")
     trains = {k: client.submit(train_task, c, str(paths.train(k)), str(paths.log("train", k)),
                                threads, key=f"train-{k}", priority=20, retries=0)
