@@ -4,6 +4,7 @@ resumed after the client was SIGKILLed (the merged Datasets equal, finished poin
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -157,6 +158,9 @@ def test_sweep_dataset(reference):
         metrics = json.loads((run / "metrics.json").read_text())
         assert float(ds["train_accuracy"].sel({"train.seed": seed})[0]) == metrics["test_accuracy"]
     assert (ds["crossbar_devices"] > 0).all()
+    if importlib.util.find_spec("imssa.cost"):  # the hardware cost model, where it exists
+        assert ds["cost_energy_nj"].attrs["units"] == "nJ" and (ds["cost_energy_nj"] > 0).all()
+        np.testing.assert_array_equal(ds["cost_devices"], ds["crossbar_devices"])
     text = report(ds)
     assert "accuracy (%) against simulate.memristor.prog_noise" in text and "chips @ 1 h" in text
 

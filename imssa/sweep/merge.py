@@ -8,7 +8,8 @@ dimension indexed by its step, its fields coordinates along it. Variables (per p
   model in recurrent mode on the simulated split; ``train_accuracy``: the trained model's test
   accuracy; ``quant_accuracy``: the PTQ / QAT model's (digital, recurrent);
 - ``crossbar_<count>``: simulate's crossbar counts (:func:`imssa.crossbar.crossbar_cost`);
-  ``cost_<figure>``: :func:`imssa.cost.estimate`'s figures, where that module exists;
+  ``cost_<figure>``: the figures of ``imssa.cost.estimate`` per inference on one chip, with
+  their units, where that module exists (:func:`imssa.sweep.tasks.cost_figures`);
 - ``seconds`` (..., t_inference): wall time; ``error``: "" or why the point failed (its
   numbers are NaN; a rerun retries it).
 

@@ -84,21 +84,31 @@ def point_fingerprint(key: str, model_sha256: str) -> str:
     return digest({"point": key, "model_sha256": model_sha256})
 
 
-def cost_figures(model: Any, config: PointConfig) -> dict[str, list[Any]]:
-    """The hardware-cost figures of :func:`imssa.cost.estimate` as {name: [value, units]}, or
-    nothing while ``imssa.cost`` does not exist. ``estimate(model, point_config)`` returns
-    {name: value} (units from ``imssa.cost.UNITS``, else "1") or {name: (value, units)}."""
+def cost_figures(model: Any, config: PointConfig, steps: int) -> dict[str, list[Any]]:
+    """The hardware-cost figures of one inference, {name: [value, units]}, from
+    ``imssa.cost.estimate(converted, steps=steps)`` on one chip of the point's crossbar (its
+    ``as_dict()`` and ``imssa.cost.UNITS``); nothing while ``imssa.cost`` does not exist."""
     try:
         import imssa.cost as cost
     except ModuleNotFoundError as err:
         if err.name != "imssa.cost":
             raise
         return {}
+    from imssa.crossbar import convert
+    from imssa.experiments.simulate.points import generator, settings
+
+    sim = config.simulation
+    setting = settings(config.memristor, sim, None)[0]
+    chip = convert(model, setting.mapping, setting.memristor, sim.periphery, chips=1,
+                   seed=generator(next(model.parameters()).device, sim.seed, 0),
+                   digital=sim.digital, per_tensor=sim.per_tensor)
+    report = cost.estimate(chip, steps=steps)
+    figures = report.as_dict() if hasattr(report, "as_dict") else dict(report)
     units = getattr(cost, "UNITS", {})
     out = {}
-    for name, figure in cost.estimate(model, config).items():
-        value, unit = figure if isinstance(figure, (tuple, list)) else (figure, units.get(name, "1"))
-        out[name] = [float(value), str(unit)]
+    for name, value in figures.items():
+        unit = units.get(name, "1")
+        out[name] = [float(value), unit[0] if isinstance(unit, (tuple, list)) else str(unit)]
     return out
 
 
@@ -106,6 +116,7 @@ def point_task(config: PointConfig, trained: dict[str, Any], quantized: dict[str
                key: str, path: str, log: str, threads: int) -> dict[str, Any]:
     """Simulate one point (when the spec has a simulate stage) and write its result file: the
     stages' accuracies, the accuracy per time and chip, the crossbar counts and cost figures."""
+    from imssa.data import load_task
     from imssa.experiments.simulate import simulate
     from imssa.experiments.train import load_run
 
@@ -123,7 +134,10 @@ def point_task(config: PointConfig, trained: dict[str, Any], quantized: dict[str
     if config.simulation is not None:
         with _task(log, threads):
             ds = simulate(model["run"], config.memristor, config.simulation)
-            result["cost"] = cost_figures(load_run(model["run"])[1], config)
+            train_cfg, net = load_run(model["run"])
+            data = load_task(train_cfg.task, config.simulation.data_dir or train_cfg.data_dir,
+                             limit=1)
+            result["cost"] = cost_figures(net, config, int(data.test.x.shape[1]))
         counts = read_cost(ds.attrs["cost"])
         result |= {"t_inference": ds["t_inference"].values.tolist(),
                    "accuracy": ds["accuracy"].values.tolist(),
