@@ -136,7 +136,7 @@ def point_task(config: PointConfig, trained: dict[str, Any], quantized: dict[str
             ds = simulate(model["run"], config.memristor, config.simulation)
             train_cfg, net = load_run(model["run"])
             data = load_task(train_cfg.task, config.simulation.data_dir or train_cfg.data_dir,
-                             limit=1)
+                             limit=100)  # for the sequence length
             result["cost"] = cost_figures(net, config, int(data.test.x.shape[1]))
         counts = read_cost(ds.attrs["cost"])
         result |= {"t_inference": ds["t_inference"].values.tolist(),
