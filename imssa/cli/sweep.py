@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from imssa.cli.common import Parser, add_threads, positive_int
+from imssa.cli.common import Parser, positive_int
 
 
 def _sweep(args: argparse.Namespace) -> None:
@@ -50,7 +50,6 @@ def add_parser(sub: Any) -> None:
                    "(several points share a GPU; default %(default)s)")
     g.add_argument("--task-threads", type=positive_int, default=1,
                    help="torch CPU threads of each task (default %(default)s)")
-    add_threads(p)
     p.aliases.update(workers_per_gpu="--workers-per-gpu", scheduler="--scheduler")
     p.set_defaults(func=_sweep, interrupted="interrupted; every finished training, quantization "
                    "and point is kept in --out: rerun the same command to continue from them")
