@@ -129,7 +129,7 @@ def plot(ds: xr.Dataset, path: str | Path) -> None:
             sel = {} if j is None else {"t_inference": j}
             ax.errorbar(pos, np.atleast_1d(mean.isel(sel)), yerr=np.atleast_1d(std.isel(sel)),
                         marker="o", capsize=3, label=None if j is None else _times(ds)[j])
-        if x.dtype.kind in "OUS":
+        if x.dtype.kind in "OUS" or len(x) <= 12:  # every value of a short axis marked
             ax.set_xticks(pos, labels)
         ax.set_xlabel(dim or "")
         ax.set_ylabel(f"{var.replace('_', ' ')} (%)")
