@@ -56,6 +56,9 @@ fi
 
 step "imssa (editable) and its test needs"
 $PY -m pip install -e ".[test]"
+# imssa sweep runs on Dask distributed and writes NetCDF4 through h5netcdf (pyproject's
+# dependencies): fail here, not in the first sweep, when either did not install
+$PY -c "import distributed, h5netcdf, h5py; print('dask distributed', distributed.__version__, '| h5netcdf', h5netcdf.__version__)"
 
 if [[ "${1:-}" == "--aihwkit" ]]; then
   if $PY -c "import aihwkit" 2>/dev/null; then

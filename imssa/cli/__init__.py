@@ -2,8 +2,9 @@
 (exit 2), never a traceback.
 
 Verbs: ``train``/``eval`` (:mod:`imssa.cli.train`), ``ptq``/``qat`` (:mod:`imssa.cli.quantize`),
-``simulate``, ``analyze``, ``memristor characterize`` (:mod:`imssa.cli.memristor`) and ``demo``
-(:mod:`imssa.cli.demo`). Every verb that computes takes ``--device`` (the torch device) and
+``simulate``, ``analyze``, ``memristor characterize`` (:mod:`imssa.cli.memristor`), ``demo``
+(:mod:`imssa.cli.demo`), ``sweep`` and ``report`` (:mod:`imssa.cli.sweep`,
+:mod:`imssa.cli.report`). Every verb that computes takes ``--device`` (the torch device) and
 ``--threads``; the memristive device model is ``--memristor``.
 """
 
@@ -13,7 +14,7 @@ import sys
 
 import torch
 
-from imssa.cli import analyze, demo, memristor, quantize, simulate, train
+from imssa.cli import analyze, demo, memristor, quantize, report, simulate, sweep, train
 from imssa.cli.common import Parser, one_line, translate
 from imssa.errors import ImssaError
 
@@ -30,6 +31,8 @@ def build_parser() -> Parser:
     simulate.add_parser(sub)
     memristor.add_parser(sub)
     demo.add_parser(sub)
+    sweep.add_parser(sub)
+    report.add_parser(sub)
     return parser
 
 

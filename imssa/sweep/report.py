@@ -1,0 +1,143 @@
+"""Tables and a figure of a merged sweep Dataset (:mod:`imssa.sweep.merge`).
+
+The tables: every point (its axis values, the stages' accuracies, and the chips' accuracy
+mean ± std over chips at each inference time), then, for each axis, the accuracy against that
+axis, averaged over the other axes (± the std over chips and the other axes' points). The
+figure draws the latter: one panel per axis, one line per inference time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from imssa.devices import format_time
+from imssa.files import atomic_write, check_figure_path
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+
+def _axes(ds: xr.Dataset) -> list[dict]:
+    return json.loads(ds.attrs.get("axes", "[]"))
+
+
+def _dims(ds: xr.Dataset) -> list[str]:
+    return [a["dim"] for a in _axes(ds)]
+
+
+def _columns(ds: xr.Dataset) -> list[str]:
+    """The coordinates a point is shown by: each axis field (a zip group's fields, not its step)."""
+    return [f for a in _axes(ds) for f in a["fields"]]
+
+
+def _pct(mean: float, std: float | None = None) -> str:
+    if not np.isfinite(mean):
+        return "     -"
+    return f"{100 * mean:6.2f}" + ("" if std is None else f" ± {100 * std:5.2f}")
+
+
+def _label(value: object) -> str:
+    return f"{value:g}" if isinstance(value, (float, np.floating)) else str(value)
+
+
+def _times(ds: xr.Dataset) -> list[str]:
+    return [format_time(float(t)) for t in ds["t_inference"].values] if "t_inference" in ds else []
+
+
+def point_table(ds: xr.Dataset) -> str:
+    """One line per point: axis values, train / quantized / digital accuracy, chips per time."""
+    dims, columns = _dims(ds), _columns(ds)
+    flat = ds.stack(point=dims) if dims else ds.expand_dims("point")
+    head = [*columns, "train %", "quant %", "digital %"]
+    head += [f"chips @ {t} %" for t in _times(ds)]
+    rows = []
+    for i in range(flat.sizes["point"]):
+        p = flat.isel(point=i)
+        row = [_label(p[c].values.item()) for c in columns]
+        row += [_pct(float(p[v])) if v in p else "-" for v in
+                ("train_accuracy", "quant_accuracy", "digital_accuracy")]
+        if "accuracy" in p:
+            acc = p["accuracy"]
+            ddof = 1 if acc.sizes["chip"] > 1 else 0
+            row += [_pct(float(acc.isel(t_inference=j).mean()), float(acc.isel(t_inference=j)
+                                                                     .std(ddof=ddof)))
+                    for j in range(acc.sizes["t_inference"])]
+        if str(p["error"].values):
+            row.append(f"FAILED: {p['error'].values}")
+        rows.append(row)
+    return _format([head, *rows])
+
+
+def _format(rows: list[list[str]]) -> str:
+    widths = [max(len(r[k]) for r in rows if k < len(r)) for k in range(len(rows[0]))]
+    return "\n".join("  ".join(c.rjust(widths[k]) if k < len(widths) else c
+                               for k, c in enumerate(r)) for r in rows)
+
+
+def axis_table(ds: xr.Dataset, dim: str) -> str:
+    """Accuracy on the chips against ``dim`` (mean ± std over chips and the other axes)."""
+    acc = ds["accuracy"]
+    others = [d for d in acc.dims if d not in (dim, "t_inference")]
+    mean, std = acc.mean(others), acc.std(others)
+    fields = next(a["fields"] for a in _axes(ds) if a["dim"] == dim)
+    rows = [[" / ".join(fields), *[f"chips @ {t} %" for t in _times(ds)]]]
+    for k in range(ds.sizes[dim]):
+        label = " / ".join(_label(ds[f].values[k]) for f in fields)
+        rows.append([label, *[_pct(float(mean[k, j]), float(std[k, j]))
+                                      for j in range(acc.sizes["t_inference"])]])
+    return _format(rows)
+
+
+def report(ds: xr.Dataset) -> str:
+    """Every table of the module docstring, as text."""
+    failed = int((ds["error"] != "").sum()) if "error" in ds else 0
+    parts = [f"{ds.attrs.get('title', 'imssa sweep')}: {int(ds.attrs.get('points', 0))} points, "
+             f"{failed} failed", point_table(ds)]
+    if "accuracy" in ds:
+        chips = ds.sizes["chip"]
+        for dim in _dims(ds):
+            parts.append(f"accuracy (%) against {dim}, mean ± std over {chips} chips and the "
+                         "other axes:\n" + axis_table(ds, dim))
+    return "\n\n".join(parts)
+
+
+def plot(ds: xr.Dataset, path: str | Path) -> None:
+    """Accuracy against each axis (one panel each, a line per inference time), atomically."""
+    check_figure_path(path, "--plot")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dims = _dims(ds) or [None]
+    fig, axes = plt.subplots(1, len(dims), figsize=(4.5 * len(dims), 3.6), squeeze=False)
+    var = "accuracy" if "accuracy" in ds else "quant_accuracy" if "quant_accuracy" in ds \
+        else "train_accuracy"
+    acc = 100 * ds[var]
+    for ax, dim in zip(axes[0], dims):
+        others = [d for d in acc.dims if d not in (dim, "t_inference")]
+        mean, std = acc.mean(others), acc.std(others)
+        x = ds[dim].values if dim is not None else np.zeros(1)
+        labels = [_label(v) for v in x]
+        pos = np.arange(len(x)) if x.dtype.kind in "OUS" else x
+        times = range(acc.sizes["t_inference"]) if "t_inference" in acc.dims else [None]
+        for j in times:
+            sel = {} if j is None else {"t_inference": j}
+            ax.errorbar(pos, np.atleast_1d(mean.isel(sel)), yerr=np.atleast_1d(std.isel(sel)),
+                        marker="o", capsize=3, label=None if j is None else _times(ds)[j])
+        if x.dtype.kind in "OUS" or len(x) <= 12:  # every value of a short axis marked
+            ax.set_xticks(pos, labels)
+        ax.set_xlabel(dim or "")
+        ax.set_ylabel(f"{var.replace('_', ' ')} (%)")
+        ax.grid(True, alpha=0.3)
+        if len(times) > 1:
+            ax.legend(title="t_inference", fontsize="small")
+    fig.tight_layout()
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=Path(path).suffix[1:], dpi=130))
+    finally:
+        plt.close(fig)
