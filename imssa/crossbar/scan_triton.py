@@ -32,11 +32,14 @@ With noiseless reads the state is then the loop's bit for bit in Triton's interp
 compiled code may contract other multiply-adds into FMAs (Triton 3.9's default). The output
 columns sum over modes and pieces in another order (so an ADC step may rarely flip where a sum
 lies within float error of a boundary, and a digital C differs by float32 rounding of its sum).
-The Gaussian draws n differ: Triton's Philox
-(``tl.randn4x``, 4 normals per mode and draw, one draw for S <= 4 sensed columns, two for S =
-8; ``tl.randn`` for S = 1 and per output piece) with key = a seed drawn from the pass's
-generator + step * chips + chip and DRAWS * M + P counters per (batch row, channel), so results
-are reproducible from the generator but are not the loop's numbers.
+The Gaussian draws n differ: Triton's Philox (``tl.randn4x`` per mode and draw, one draw for
+S <= 4 sensed columns, two for S = 8; ``tl.randn`` for S = 1 and per output piece) with key = a
+seed drawn from the pass's generator + step * chips + chip and DRAWS * M + P counters per (batch
+row, channel), so results are reproducible from the generator but are not the loop's numbers.
+
+Stage switches (RNG, CONV, MATH, IO; 1 by default) leave a stage out or do it twice for
+``benchmarks/profile_kernel.py``; the default specialization compiles to the same code as
+without them.
 """
 
 from __future__ import annotations
@@ -85,40 +88,50 @@ def _register(v, step_s, clip, q_state, REG: tl.constexpr, CONV: tl.constexpr):
 
 
 @triton.jit
-def _normals(key, ctr, offs_s, M, S: tl.constexpr, RNG: tl.constexpr):
-    """N(0, 1) draws for the sensed columns (BB BN S) (S = 1: (BB BN 1); ctr (BB BN)), or per
-    output piece (S = 0: ctr (BB BP)). RNG: 1 as is, 0 left out (zeros), 2 drawn twice (their
-    sum over sqrt 2, from the key of the next chip) for the profile."""
+def _randn4(key, ctr, RNG: tl.constexpr):
+    """``tl.randn4x``: four normals per counter, from one Philox call and both outputs of two
+    Box-Muller pairs. RNG 2 (the profile): drawn twice, their sum over sqrt 2 (from the key of
+    the next chip)."""
+    n0, n1, n2, n3 = tl.randn4x(key, ctr)
+    if RNG == 2:
+        m0, m1, m2, m3 = tl.randn4x(key + 1, ctr)
+        n0 = (n0 + m0) * 0.7071067811865476
+        n1 = (n1 + m1) * 0.7071067811865476
+        n2 = (n2 + m2) * 0.7071067811865476
+        n3 = (n3 + m3) * 0.7071067811865476
+    return n0, n1, n2, n3
+
+
+@triton.jit
+def _normal(key, ctr, RNG: tl.constexpr):
+    """``tl.randn``: one normal per counter; RNG as :func:`_normals`."""
     if RNG == 0:
         n = tl.zeros(ctr.shape, dtype=tl.float32)
-        if S >= 1:
-            n = tl.where(offs_s == 0, n[:, :, None], 0.0)
-    elif S <= 1:
+    else:
         n = tl.randn(key, ctr)
         if RNG == 2:
             n = (n + tl.randn(key + 1, ctr)) * 0.7071067811865476
-        if S == 1:
-            n = n[:, :, None]
+    return n
+
+
+@triton.jit
+def _normals(key, ctr, offs_s, M, S: tl.constexpr, RNG: tl.constexpr):
+    """N(0, 1) draws for the sensed state columns (BB BN S), counters ctr (BB BN) (and ctr + M
+    for S = 8). One Philox call per mode serves up to 4 columns (S = 1: ``tl.randn``); the
+    compiler drops the Box-Muller pair a mode does not use. RNG (the profile): 1 as is, 0 left
+    out (zeros), 2 drawn twice."""
+    if RNG == 0:
+        n = tl.where(offs_s == 0, tl.zeros(ctr.shape, dtype=tl.float32)[:, :, None], 0.0)
+    elif S == 1:
+        n = _normal(key, ctr, RNG)[:, :, None]
     else:
-        n0, n1, n2, n3 = tl.randn4x(key, ctr)
-        if RNG == 2:
-            m0, m1, m2, m3 = tl.randn4x(key + 1, ctr)
-            n0 = (n0 + m0) * 0.7071067811865476
-            n1 = (n1 + m1) * 0.7071067811865476
-            n2 = (n2 + m2) * 0.7071067811865476
-            n3 = (n3 + m3) * 0.7071067811865476
+        n0, n1, n2, n3 = _randn4(key, ctr, RNG)
         n = tl.where(offs_s == 0, n0[:, :, None], n1[:, :, None])
         if S >= 4:
             n = tl.where(offs_s == 2, n2[:, :, None], n)
             n = tl.where(offs_s == 3, n3[:, :, None], n)
         if S == 8:
-            n4, n5, n6, n7 = tl.randn4x(key, ctr + M)
-            if RNG == 2:
-                m4, m5, m6, m7 = tl.randn4x(key + 1, ctr + M)
-                n4 = (n4 + m4) * 0.7071067811865476
-                n5 = (n5 + m5) * 0.7071067811865476
-                n6 = (n6 + m6) * 0.7071067811865476
-                n7 = (n7 + m7) * 0.7071067811865476
+            n4, n5, n6, n7 = _randn4(key, ctr + M, RNG)
             n = tl.where(offs_s == 4, n4[:, :, None], n)
             n = tl.where(offs_s == 5, n5[:, :, None], n)
             n = tl.where(offs_s == 6, n6[:, :, None], n)
@@ -365,7 +378,7 @@ def _crossbar_scan_kernel(
                 if D_ON:
                     var_c = var_c + tl.where(first, u2 * u2 * v_d, 0.0)
                 var_c = var_c + nv_cd
-                o_c = o_c + tl.sqrt(var_c) * _normals(key, ctr_cd, offs_p, M, 0, RNG)
+                o_c = o_c + tl.sqrt(var_c) * _normal(key, ctr_cd, RNG)
             if ADC_CD:
                 o_c = _convert(o_c, step_cd, q_cd, CONV)
             y = tl.sum(tl.where(mask_p, o_c, 0.0), axis=1) * alpha_cd
