@@ -6,6 +6,10 @@ distribution where they are noisy (its Gaussian draws come from Triton's Philox)
 on CPU in Triton's interpreter, which must be switched on (TRITON_INTERPRET=1) before triton is
 first imported: they run once in a child process (this file run as a script) and the tests read
 its report. On a CUDA machine the same cases also run compiled (tests marked ``gpu``).
+
+A grid of configurations (``GRID``: transition form x scale x real/complex modes x parts kept
+digital, plus pieces, masked modes and per-tensor converter bits; ``NOISY_GRID``: their noise
+statistics) runs in a second child process: the fused kernel covers every configuration.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ Q8 = {"dac_bits": 8, "adc_bits": 8}
 
 class Case(NamedTuple):
     """One converted model: encoding, tile size, device kind, periphery, digital parts, state
-    size N, and (the grid's) SSM kind, A_bar's transition form and scale, channels H, steps L."""
+    size N, and (the grid's) SSM kind, A_bar's transition form and scale, channels H, steps L,
+    per-tensor settings."""
 
     encoding: str
     tile: int
@@ -51,6 +56,7 @@ class Case(NamedTuple):
     scale: str | None = None
     d_model: int = 4
     length: int = 12
+    per_tensor: dict | None = None  # convert's per-tensor hardware settings
 
 
 # name: Case. Tile 4 cuts C's columns into pieces (P > 1). Devices: "gauss" reads noiselessly
@@ -125,6 +131,10 @@ def _grid() -> dict[str, Case]:
         out[name] = Case("polarity_block", 8 if scale == "split" else 4, "pcm",
                          {**GRID_PERIPHERY, "drift_compensation": "global"}, digital, 6, kind,
                          form, scale, d_model=2, length=6)
+    # per-tensor converter bits: A's state ADC and state DAC finer than the rest's
+    out["per-tensor-A-bits"] = Case("polarity_block", 256, "pcm", GRID_PERIPHERY, ("D",), 2,
+                                    transition="increment", scale="mode", d_model=2, length=6,
+                                    per_tensor={"A": {"adc_bits": 10, "dac_bits": 10}})
     return out
 
 
@@ -178,7 +188,7 @@ def _crossbar(name: str, device: str) -> tuple[S4DModel, S4DModel, torch.Tensor]
     periphery = PeripheryConfig(**case.periphery, read_noise_mode=mode)
     digital = [f"blocks.0.ssm.{QUIET_PARTS[p]}" if p in QUIET_PARTS else p for p in case.digital]
     xbar = convert(model, mapping, make_device(), periphery, chips=2, seed=_gen(0, device),
-                   digital=digital)
+                   digital=digital, per_tensor=case.per_tensor)
     u = torch.randn(3, case.length, 2, generator=_gen(1)).to(device)
     if periphery.needs_calibration:
         calibrate(xbar, u)
