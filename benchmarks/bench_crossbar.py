@@ -31,6 +31,11 @@ lightning      ``lightning_s4d`` (aihwkit-lightning 2.1.0 ``AnalogLinear`` on ``
                ``--lightning-steps`` steps at ``--lightning-batch``. Its Triton path is used
                when ``AIHWKIT_USE_TRITON=1`` (recorded).
 
+Variant rows (``--variants``): imssa on other configurations, the fused kernel against the step
+loop (``IMSSA_CROSSBAR_SCAN=torch``, timed on ``--variant-loop-sequences``): the real
+increment-form model ``s4d-real-64x4`` (A_bar - 1 on the array, one scale per mode) and
+``s4d-64`` with A_bar kept digital.
+
 Reported: seconds for the full 10,000 x 784 x 10-chip job (setup = programming / calibration,
 plus run), extrapolated where marked, and the ratio to imssa; the JSON keeps every raw timing,
 the device, library versions, date and command.
@@ -72,6 +77,12 @@ DAC_BITS = ADC_BITS = 8
 TARGET_S = 60.0  # the project's goal for the full job on one H100/H200
 PLAIN_VARIANTS = ("blocks:shared", "blocks:per_sequence", "dense:shared", "dense:per_sequence")
 LIBRARIES = {"aihwkit": "aihwkit", "lightning": "aihwkit-lightning"}  # row -> distribution
+#: imssa on other configurations, fused against the loop: name -> (preset, mapping fields, digital)
+VARIANTS = {
+    "s4d-real-64x4:increment": ("s4d-real-64x4", {"transition": "increment",
+                                                  "transition_scale": "mode"}, ()),
+    "s4d-64:digital-A": ("s4d-64", {}, ("A",)),
+}
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -121,14 +132,17 @@ def full_job(per_batch_s: float, batch: int, setup_per_chip_s: float, build_s: f
 
 
 # --- imssa ---------------------------------------------------------------------------------------
-def run_imssa(model: S4DModel, u: Tensor, args, device: torch.device
+def run_imssa(model: S4DModel, u: Tensor, args, device: torch.device,
+              mapping: dict | None = None, digital: tuple[str, ...] = ()
               ) -> tuple[dict, dict[str, Tensor]]:
-    """imssa's converted model over all chips at once; its row and its calibrated ranges."""
+    """imssa's converted model over all chips at once; its row and its calibrated ranges.
+    ``mapping``: MappingConfig fields beside the window and encoding; ``digital``: parts kept
+    digital."""
     sync = make_sync(device)
     sync()
     t0 = time.perf_counter()
-    xbar = convert(model, MappingConfig(g_max=G_MAX, encoding=args.encoding), pcm(), periphery(),
-                   chips=args.chips, seed=0)
+    xbar = convert(model, MappingConfig(g_max=G_MAX, encoding=args.encoding, **(mapping or {})),
+                   pcm(), periphery(), chips=args.chips, seed=0, digital=digital)
     sync()
     t_build = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -304,6 +318,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lightning-out-noise", type=float, default=0.04,
                    help="lightning's output noise std, relative to each column group's ADC range")
     p.add_argument("--skip-lightning", action="store_true")
+    p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS),
+                   help="imssa rows of other configurations, fused kernel and step loop")
+    p.add_argument("--variant-loop-sequences", type=int, default=None,
+                   help="sequences through the variants' step loop (default: 1000 on CUDA, "
+                        "--sequences on CPU)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a CPU smoke run")
     p.add_argument("--out", type=Path, default=None,
@@ -317,7 +336,35 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.aihwkit_layouts = ["per_channel"]
         args.lightning_steps, args.lightning_batch = 3, args.lightning_batch or 2
         args.plain_variants = ["blocks:shared", "blocks:per_sequence"]
+        args.variant_loop_sequences = args.variant_loop_sequences or 2
     return args
+
+
+def variant_rows(u: Tensor, args, device: torch.device) -> list[dict]:
+    """imssa on each of ``args.variants``: the backend ``auto`` picks (the fused kernel on CUDA),
+    then the step loop on ``--variant-loop-sequences``, both extrapolated to the full job."""
+    from imssa.crossbar import scan_backend
+
+    loop_n = args.variant_loop_sequences or (1000 if device.type == "cuda" else len(u))
+    before = os.environ.get("IMSSA_CROSSBAR_SCAN")
+    rows = []
+    try:
+        for name in args.variants:
+            preset_name, mapping, digital = VARIANTS[name]
+            model = build_model(preset_name, device)
+            for backend, n in (("auto", len(u)), ("torch", min(loop_n, len(u)))):
+                os.environ["IMSSA_CROSSBAR_SCAN"] = backend
+                row, _ = run_imssa(model, u[:n], args, device, mapping, digital)
+                row.update(variant=name, model=preset_name, backend=scan_backend(u))
+                rows.append(row)
+                print(f"variant {name} ({row['backend']}): {row['run_s']:.2f} s for "
+                      f"{row['measured']}", flush=True)
+    finally:
+        if before is None:
+            os.environ.pop("IMSSA_CROSSBAR_SCAN", None)
+        else:
+            os.environ["IMSSA_CROSSBAR_SCAN"] = before
+    return rows
 
 
 def library_rows(model: S4DModel, ranges: dict[str, Tensor], args, device: torch.device
@@ -384,6 +431,7 @@ def main(argv=None) -> None:
     more, why = library_rows(model, ranges, args, device)
     rows += more
     skipped += why
+    variants = variant_rows(u, args, device)
 
     base = imssa_row["full_total_s"]
     for r in rows:
@@ -412,6 +460,12 @@ def main(argv=None) -> None:
               f"{r['full_total_s']:>11.1f}{mark}{r['ratio_vs_imssa']:>9.1f}x")
     for k, v in ratios.items():
         print(f"ratio {k} (fastest variant): {v:.2f}")
+    if variants:
+        print(f"\n{'variant':<26}{'backend':<9}{'measured':<42}{'run s':>12}{'total s':>12}")
+        for r in variants:
+            mark = "*" if r["extrapolated"] else " "
+            print(f"{r['variant']:<26}{r['backend']:<9}{r['measured']:<42}"
+                  f"{r['full_run_s']:>11.1f}{mark}{r['full_total_s']:>11.1f}{mark}")
 
     result = {
         "benchmark": "crossbar_inference_speed",
@@ -435,7 +489,8 @@ def main(argv=None) -> None:
                   "lightning_batch": args.lightning_batch},
         "lightning_out_noise": args.lightning_out_noise,
         "quick": args.quick, "threads": torch.get_num_threads(),
-        "results": rows, "skipped": skipped, "ratios_fastest_variant": ratios,
+        "results": rows, "variants": variants, "variant_loop_sequences":
+        args.variant_loop_sequences, "skipped": skipped, "ratios_fastest_variant": ratios,
         "versions": {d: version(d) for d in ("torch", "triton", *LIBRARIES.values())},
         "aihwkit": version("aihwkit"), "command": "python " + shlex.join(sys.argv),
         **env, "device_name": name,

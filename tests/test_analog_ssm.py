@@ -171,21 +171,25 @@ def test_quantized_increment_accumulates_the_adc_output():
     torch.testing.assert_close(y_xbar, expected, rtol=0, atol=1e-9)
 
 
-def test_fused_kernel_only_for_complex_direct_layers():
+def test_fused_kernel_flags_of_every_form():
+    """Every configuration runs on the fused kernel (tests/test_crossbar_triton.py's grid); the
+    layer tells it the form (increment, split) and per-tensor converter bits."""
     model = _model(dtype=torch.float32)
-    for mapping, ssm, fused in ((MappingConfig(), "complex", True),
-                                (MappingConfig(transition="increment"), "complex", False),
-                                (MappingConfig(transition_scale="split"), "complex", False),
-                                (MappingConfig(), "real", False)):
+    for mapping, ssm, increment, split in (
+            (MappingConfig(), "complex", False, False),
+            (MappingConfig(transition="increment"), "complex", True, False),
+            (MappingConfig(transition_scale="split"), "complex", False, True),
+            (MappingConfig(transition="increment", transition_scale="mode"), "real", True, False)):
         xbar = convert(_model(ssm, torch.float32) if ssm == "real" else model, mapping,
                        IdealDevice())
-        assert xbar.blocks[0].ssm.fused == fused
+        layer = xbar.blocks[0].ssm
+        assert (layer.increment, layer.split) == (increment, split)
     per = convert(model, MappingConfig(), IdealDevice(), PeripheryConfig(adc_bits=8),
                   per_tensor={"A": {"adc_bits": 10}})
-    assert not per.blocks[0].ssm.fused and per.blocks[0].ssm.converter("state").adc_bits == 10
+    assert per.blocks[0].ssm.converter("state").adc_bits == 10
     assert per.blocks[0].ssm.converter("output").adc_bits == 8
     x = torch.zeros(1, 2, 3, 4)
-    assert scan_backend(x, fused=False) == "torch"
+    assert scan_backend(x) == "torch"  # CPU tensors, IMSSA_CROSSBAR_SCAN unset or auto
 
 
 def test_per_tensor_settings_reach_their_tiles_and_cost():

@@ -18,14 +18,16 @@ through the DACs. Converter ranges (``AnalogSSM.ranges``, full names ``blocks.i.
 (DAC of the state fed back), "output" (ADC of the output columns).
 
 Tensors kept digital (``digital=("A",)`` keeps A_bar) are computed exactly from the register
-value. A complex layer in the direct form, its four tensors analog with the shared periphery,
-runs on float32 CUDA tensors as one launch of the fused Triton kernel
-(:mod:`imssa.crossbar.scan_triton`; :func:`scan_backend`); every other layer runs the step loop.
+value (B_bar and D from the raw input). On float32 CUDA tensors every layer, whatever its form,
+scale, mode kind, digital parts and converter bits, runs as one launch of the fused Triton
+kernel (:mod:`imssa.crossbar.scan_triton`; :func:`scan_backend`); the step loop below is the
+reference (``IMSSA_CROSSBAR_SCAN=torch``), and runs calibration passes and streaming steps.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
@@ -34,7 +36,7 @@ from torch import Tensor
 from imssa.crossbar.chips import AnalogPart, ChipSet
 from imssa.crossbar.tile import AnalogTile, SensedArrays
 from imssa.errors import ImssaError
-from imssa.mapping import SSM_A, MappedTensor
+from imssa.mapping import SSM_A_SPLIT, MappedTensor
 from imssa.names import SSM_TENSORS
 from imssa.ssm import DiscreteSSM, check_mode
 from imssa.ssm.scan import choose_backend
@@ -45,13 +47,10 @@ SCAN_BACKENDS: tuple[str, str, str] = ("auto", "triton", "torch")
 State = tuple[Tensor, Tensor]
 
 
-def scan_backend(x: Tensor, fused: bool = True) -> str:
+def scan_backend(x: Tensor) -> str:
     """"triton" or "torch": what runs the recurrent loop of a layer in a forward pass, for the
-    layer input x. ``fused``: whether the fused kernel covers the layer (complex modes, direct
-    form, A_bar not split, A_bar, B_bar, C, D all analog, the shared periphery); when not, the
-    answer is "torch" whatever the environment says. "triton" is one launch of the fused kernel
-    (same arithmetic, its own random draws), "torch" the step loop. The environment variable
-    ``IMSSA_CROSSBAR_SCAN`` chooses:
+    layer input x. "triton" is one launch of the fused kernel (same arithmetic, its own random
+    draws), "torch" the step loop. The environment variable ``IMSSA_CROSSBAR_SCAN`` chooses:
 
     - unset or ``auto``: Triton for float32 tensors on CUDA when triton imports, else torch;
     - ``triton``: Triton for float32 tensors, also on CPU in Triton's interpreter (set
@@ -59,7 +58,7 @@ def scan_backend(x: Tensor, fused: bool = True) -> str:
     - ``torch``: always the loop.
     """
     backend = choose_backend("IMSSA_CROSSBAR_SCAN", SCAN_BACKENDS,
-                             fused and x.dtype == torch.float32 and x.numel() > 0, x.is_cuda)
+                             x.dtype == torch.float32 and x.numel() > 0, x.is_cuda)
     if backend == "triton" and not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
         raise ImssaError("IMSSA_CROSSBAR_SCAN=triton needs CUDA tensors, or TRITON_INTERPRET=1 "
                          "to run the kernel in Triton's interpreter on CPU")
@@ -107,8 +106,8 @@ class AnalogSSM(AnalogPart):
         tA = self.parts["A_bar"]
         #: the increment form: the array holds A_bar - 1, the register adds its content
         self.increment = tA is not None and tA.tensor.offset != 0.0
-        self.fused = (not self.real and not self.increment and all(self.parts.values())
-                      and tA is not None and tA.role is SSM_A and self.uniform)
+        #: A_bar's diagonal and off-diagonal entries on columns of their own
+        self.split = tA is not None and tA.role is SSM_A_SPLIT
 
     def tiles(self) -> list[AnalogTile]:
         return [t for t in self.parts.values() if t is not None]
@@ -152,24 +151,43 @@ class AnalogSSM(AnalogPart):
         if mode != "recurrent":
             raise ImssaError(f"{self.path} is an analog SSM, which runs step by step: call the "
                              "model with mode='recurrent'")
+        if not self.chips.calibrating and scan_backend(u) == "triton":
+            return self.fused(u)
         x = self.begin(u)
         ctx = self._prepare()
         p = self.parts
-        if not self.chips.calibrating and scan_backend(x, self.fused) == "triton":
-            from imssa.crossbar.scan_triton import crossbar_scan
-
-            ranges = {k: self.range(k, x) for k in ("state", "output", "x", "register")}
-            return crossbar_scan(self.dac("input", x), *ctx.arrays.values(), ctx.alpha_state,
-                                 ctx.alpha_output, ranges, self.chips.periphery,
-                                 self.chips.noise)
-        _, B, L, H = x.shape
         ud = self.dac("input", x) if (p["B_bar"] is not None or p["D"] is not None) else x
+        _, B, L, H = x.shape
         s = s_d = x.new_zeros(1, B, H, self.exact.A_bar.shape[1], self.pairs)
         ys = []
         for k in range(L):
             y, s, s_d = self._advance(ctx, x[:, :, k], ud[:, :, k], s, s_d)
             ys.append(y)
         return torch.stack(ys, -2)
+
+    @torch.no_grad()
+    def fused(self, u: Tensor, stages: Mapping[str, int] | None = None) -> Tensor:
+        """The whole recurrence in one launch of the fused kernel, whatever :func:`scan_backend`
+        says: its arrays, converters and flags from this layer's parts (the loop's converters,
+        in the same places). u as :meth:`forward`'s (float32, on CUDA or in Triton's
+        interpreter); ``stages``: the profile's switches (``scan_triton.crossbar_scan``)."""
+        from imssa.crossbar.scan_triton import crossbar_scan
+
+        x = self.begin(u)
+        ctx = self._prepare()
+        tA, tB, tC, tD = self.parts.values()
+        ud = self.dac("input", x) if (tB is not None or tD is not None) else x
+        used = {"state": tA or tB, "output": tC or tD, "x": tA or tC, "register": True}
+        ranges = {k: self.range(k, x) if on else None for k, on in used.items()}
+        converters = {k: self.converter(k) for k in ("state", "output", "x")}
+        arrays = dict(ctx.arrays)
+        if tA is not None and tB is not None:  # B_bar drives A_bar's (diagonal) state columns
+            W, V = arrays["B_bar"]
+            arrays["B_bar"] = SensedArrays(tA.role.widen(W), None if V is None else tA.role.widen(V))
+        return crossbar_scan(x, ud, arrays, (ctx.A, ctx.B, ctx.C, self.exact.D), ctx.alpha_state,
+                             ctx.alpha_output, ranges,
+                             converters | {"register": self.chips.periphery}, self.chips.noise,
+                             split=self.split, increment=self.increment, stages=stages)
 
     # --- one step ----------------------------------------------------------------------------
     def _prepare(self) -> _Step:
