@@ -553,3 +553,10 @@ def test_corrupt_wav_names_the_file(tmp_path):
         path.write_bytes(broken)
         with pytest.raises(ImssaError, match=f"cannot read WAV file {path}"):
             fsdd_module.read_wav(path)
+
+
+def test_sdigits_without_validation_has_an_empty_val_split():
+    """val_fraction=0 gives an empty validation split of the right shape, not a reshape error."""
+    data = load_task("sdigits", val_fraction=0.0, limit=120)
+    assert data.val.x.shape == (0, 64, 1) and data.val.y.shape == (0,)
+    assert data.train.x.shape == (120, 64, 1)

@@ -131,7 +131,7 @@ def _load_sdigits(split_args: _SplitArgs) -> TaskData:
     pool_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
 
     def featurize(a: np.ndarray) -> Tensor:
-        return torch.from_numpy(a).reshape(len(a), -1, 1)  # (n 64 1), row-major
+        return torch.from_numpy(a).reshape(len(a), a.shape[1] * a.shape[2], 1)  # (n 64 1), row-major
 
     return _assemble("sdigits", images[pool_idx], labels[pool_idx], images[test_idx],
                      labels[test_idx], featurize, split_args, pool_index=pool_idx,
