@@ -53,8 +53,14 @@ def _coordinate(values: list[Any]) -> np.ndarray:
         return np.asarray(values, dtype=np.int64)
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         return np.asarray(values, dtype=np.float64)
-    return np.asarray(["none" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
-                       for v in values])
+    return np.asarray([_text(v) for v in values])
+
+
+def _text(value: Any) -> str:
+    """A non-numeric axis value as coordinate text: None "none", a list "A,B" ("none" if empty)."""
+    if isinstance(value, list):
+        return ",".join(map(_text, value)) or "none"
+    return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _axis_coords(axis: Axis) -> dict[str, np.ndarray]:

@@ -123,10 +123,11 @@ def describe(spec: Spec, work: Plan, out: str | Path, limit: int = 100) -> str:
         lines.append(f"  {n:>5}  {values or '(base)'}  [{key}, {state}]")
     if len(spec.points) > limit:
         lines.append(f"  ... and {len(spec.points) - limit} more")
+    kind = "simulations" if any(c.simulation for c in work.points.values()) else "points"
     lines.append(f"work: {len(work.trainings) - given} trainings ({train_done} finished)"
                  + (f" and {given} given runs, " if given else ", ")
                  + f"{len(work.quantizations)} quantizations ({quant_done} finished), "
-                 f"{len(work.points)} simulations ({len(work.finished)} finished, "
+                 f"{len(work.points)} {kind} ({len(work.finished)} finished, "
                  f"{len(work.pending)} to run)")
     return "\n".join(lines)
 

@@ -20,7 +20,8 @@ An axis is named by its dotted path (``train.model``, ``quantize.a_bits``,
 is the product of the axes (a zip group counts as one). ``simulate.t_inference`` as an axis sets
 the times every simulation evaluates: the chips of a point are programmed once and drifted to each
 time, so times are always the ``t_inference`` dimension, never separate points. TOML has no null:
-write "none" where a field takes None. Strings are read as the field's type (as on the command
+write "none" where a field takes None (for a tuple field such as ``simulate.digital`` or
+``simulate.per_tensor``: the empty tuple, so an axis can step between none and some). Strings are read as the field's type (as on the command
 line), so "none", "8" and "true" work where a field is optional, numeric or boolean.
 """
 
@@ -203,13 +204,16 @@ def check_path(path: str) -> None:
 
 def _typed(cls: type, values: Mapping[str, Any], where: str) -> dict[str, Any]:
     """A section's values, unknown keys refused and strings read as their field's type."""
-    names = _fields(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     out = {}
     for key, value in values.items():
-        if key not in names:
+        if key not in fields:
             raise ImssaError(f"{where}.{key}: {cls.__name__} has no field {key!r}; it has "
-                             f"{', '.join(names)}")
-        out[key] = parse_field(cls, key, value) if isinstance(value, str) else value
+                             f"{', '.join(fields)}")
+        if value == "none" and isinstance(fields[key].default, tuple):
+            out[key] = ()  # a tuple field's "none" (e.g. simulate.digital): nothing listed
+        else:
+            out[key] = parse_field(cls, key, value) if isinstance(value, str) else value
     return out
 
 

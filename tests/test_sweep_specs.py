@@ -1,0 +1,75 @@
+"""Every committed spec in sweeps/ checks whole and lists its points (``imssa sweep --dry-run``),
+so a spec broken by a config change fails here; and the spec-format details the specs rely on.
+The dry runs read the committed run folders of results/ but no data set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imssa.cli import main
+from imssa.sweep import load_spec, parse_spec
+from imssa.sweep.merge import _coordinate
+from imssa.sweep.run import plan
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = sorted((ROOT / "sweeps").glob("*.toml"))
+
+#: The points of every spec (a new spec is added here with its count).
+POINTS = {
+    "analog-ssm-fsdd-gaussian": 16, "analog-ssm-fsdd-pcm": 4, "analog-ssm-levers": 8,
+    "analog-ssm-levers-gaussian": 3, "analog-ssm-limits": 11, "analog-ssm-models": 5,
+    "analog-ssm-smnist-gaussian": 16, "analog-ssm-smnist-pcm": 4, "crossbar-fsdd-gaussian": 12,
+    "crossbar-fsdd-pcm": 4, "crossbar-smnist-all-analog": 12, "crossbar-smnist-gaussian": 36,
+    "crossbar-smnist-mitigation": 21, "crossbar-smnist-pcm": 12, "demo": 4, "foundation": 8,
+    "quant-beyond": 17, "quant-fsdd": 6, "quant-table3": 24, "quant-table3-s4d-64": 11,
+    "s4d-real": 3, "scaling-sdigits": 216, "width-train": 2,
+}
+
+
+def test_every_spec_has_a_count():
+    assert sorted(POINTS) == sorted(p.stem for p in SPECS)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_spec_dry_runs(path, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)  # the specs name committed runs relative to the repository root
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"sweep {path.stem}: {POINTS[path.stem]} points")
+    assert "to run" in text and not out.exists()
+
+
+def test_crossbar_smnist_specs_share_their_trainings(monkeypatch, tmp_path):
+    """The Gaussian and PCM sMNIST specs name the same six models: with one --out, the PCM
+    sweep trains nothing the Gaussian one has not."""
+    monkeypatch.chdir(ROOT)
+    gauss, pcm = (plan(load_spec(ROOT / "sweeps" / f"crossbar-smnist-{k}.toml"), tmp_path)
+                  for k in ("gaussian", "pcm"))
+    assert set(pcm.quantizations) == set(gauss.quantizations) and len(pcm.quantizations) == 5
+
+
+BASE = """
+[train]
+task = "sdigits"
+[simulate]
+t_inference = [0]
+[simulate.memristor]
+kind = "gaussian"
+"""
+
+
+def test_none_is_the_empty_tuple_of_a_tuple_field():
+    spec = parse_spec(BASE + '[zip.z]\n"simulate.digital" = ["none", ["B", "C"]]\n'
+                      '"simulate.per_tensor" = ["none", ["A:n_devices=4"]]\n')
+    first, second = (p.config.simulation for p in spec.points)
+    assert first.digital == () and first.per_tensor == ()
+    assert second.digital == ("B", "C") and second.per_tensor == (("A", (("n_devices", 4),)),)
+
+
+def test_list_values_are_coordinate_text():
+    assert list(_coordinate([[], ["A", "B"], None])) == ["none", "A,B", "none"]
+    assert _coordinate([1, 2]).dtype == np.int64 and _coordinate([1, 0.5]).dtype == np.float64
