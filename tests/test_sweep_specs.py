@@ -12,6 +12,7 @@ import pytest
 from imssa.cli import main
 from imssa.sweep import load_spec, parse_spec
 from imssa.sweep.merge import _coordinate
+from imssa.sweep.report import report
 from imssa.sweep.run import plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +25,8 @@ POINTS = {
     "analog-ssm-smnist-gaussian": 16, "analog-ssm-smnist-pcm": 4, "crossbar-fsdd-gaussian": 12,
     "crossbar-fsdd-pcm": 4, "crossbar-smnist-all-analog": 12, "crossbar-smnist-gaussian": 36,
     "crossbar-smnist-mitigation": 21, "crossbar-smnist-pcm": 12, "demo": 4, "foundation": 8,
-    "quant-beyond": 17, "quant-fsdd": 6, "quant-table3": 24, "quant-table3-s4d-64": 11,
+    "quant-beyond": 12, "quant-beyond-single": 6, "quant-fsdd": 6, "quant-table3-s4d-16": 15,
+    "quant-table3-s4d-64": 21,
     "s4d-real": 3, "scaling-sdigits": 216, "width-train": 2,
 }
 
@@ -73,3 +75,21 @@ def test_none_is_the_empty_tuple_of_a_tuple_field():
 def test_list_values_are_coordinate_text():
     assert list(_coordinate([[], ["A", "B"], None])) == ["none", "A,B", "none"]
     assert _coordinate([1, 2]).dtype == np.int64 and _coordinate([1, 0.5]).dtype == np.float64
+
+
+def test_report_of_a_quantization_grid_averages_over_the_seeds():
+    """Without a simulate stage the report gives each recipe's mean ± sample std over the runs."""
+    import json
+
+    import xarray as xr
+
+    acc = np.array([[0.90, 0.50], [0.92, 0.52], [0.94, 0.57]])  # run (3 seeds) x recipe (2)
+    axes = [{"dim": "run", "fields": ["train.run"]}, {"dim": "recipe", "fields": ["quantize.a_bits"]}]
+    ds = xr.Dataset({"quant_accuracy": (("run", "recipe"), acc),
+                     "error": (("run", "recipe"), np.full((3, 2), ""))},
+                    coords={"run": [0, 1, 2], "train.run": ("run", ["s0", "s1", "s2"]),
+                            "recipe": [0, 1], "quantize.a_bits": ("recipe", [8, 6])},
+                    attrs={"axes": json.dumps(axes), "points": 6})
+    text = report(ds)
+    assert "quant accuracy (%) against recipe, mean ± std over the other axes" in text
+    assert "8     92.00 ±  2.00" in text and "6     53.00 ±  3.61" in text  # ddof 1, 3 seeds

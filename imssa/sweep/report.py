@@ -2,7 +2,9 @@
 
 The tables: every point (its axis values, the stages' accuracies, and the chips' accuracy
 mean ± std over chips at each inference time), then, for each axis, the accuracy against that
-axis, averaged over the other axes (± the std over chips and the other axes' points). The
+axis, averaged over the other axes (± the std over chips and the other axes' points); without a
+simulate stage, the quantized (else trained) accuracy against each axis, mean ± std over the
+other axes (over the seeds when the other axis steps through the runs of three seeds). The
 figure draws the latter: one panel per axis, one line per inference time.
 """
 
@@ -92,8 +94,25 @@ def axis_table(ds: xr.Dataset, dim: str) -> str:
     return _format(rows)
 
 
+def scalar_table(ds: xr.Dataset, dim: str, var: str) -> str:
+    """``var`` (a stage's accuracy, one number per point) against ``dim``: mean ± sample std over
+    the other axes' points (over the seeds, where the other axis steps through runs)."""
+    values = ds[var].where(ds["error"] == "") if "error" in ds else ds[var]
+    others = [d for d in values.dims if d != dim]
+    n = int(np.prod([ds.sizes[d] for d in others])) if others else 1
+    mean = values.mean(others) if others else values
+    std = values.std(others, ddof=1) if n > 1 else None
+    fields = next(a["fields"] for a in _axes(ds) if a["dim"] == dim)
+    rows = [[" / ".join(fields), f"{var.replace('_', ' ')} %"]]
+    for k in range(ds.sizes[dim]):
+        label = " / ".join(_label(ds[f].values[k]) for f in fields)
+        rows.append([label, _pct(float(mean[k]), None if std is None else float(std[k]))])
+    return _format(rows)
+
+
 def report(ds: xr.Dataset) -> str:
-    """Every table of the module docstring, as text."""
+    """Every table of the module docstring, as text (without a simulate stage: the quantized, else
+    the trained, accuracy against each axis of a grid of several axes)."""
     failed = int((ds["error"] != "").sum()) if "error" in ds else 0
     parts = [f"{ds.attrs.get('title', 'imssa sweep')}: {int(ds.attrs.get('points', 0))} points, "
              f"{failed} failed", point_table(ds)]
@@ -102,6 +121,11 @@ def report(ds: xr.Dataset) -> str:
         for dim in _dims(ds):
             parts.append(f"accuracy (%) against {dim}, mean ± std over {chips} chips and the "
                          "other axes:\n" + axis_table(ds, dim))
+    elif len(_dims(ds)) > 1:
+        var = "quant_accuracy" if "quant_accuracy" in ds else "train_accuracy"
+        for dim in _dims(ds):
+            parts.append(f"{var.replace('_', ' ')} (%) against {dim}, mean ± std over the other "
+                         "axes:\n" + scalar_table(ds, dim, var))
     return "\n\n".join(parts)
 
 
