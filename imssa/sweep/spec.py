@@ -21,8 +21,9 @@ is the product of the axes (a zip group counts as one). ``simulate.t_inference``
 the times every simulation evaluates: the chips of a point are programmed once and drifted to each
 time, so times are always the ``t_inference`` dimension, never separate points. TOML has no null:
 write "none" where a field takes None (for a tuple field such as ``simulate.digital`` or
-``simulate.per_tensor``: the empty tuple, so an axis can step between none and some). Strings are read as the field's type (as on the command
-line), so "none", "8" and "true" work where a field is optional, numeric or boolean.
+``simulate.per_tensor``: the empty tuple, so an axis can step between none and some; a TOML
+list gives the items). Strings are read as the field's type (as on the command line), so "none",
+"8" and "true" work where a field is optional, numeric or boolean.
 """
 
 from __future__ import annotations
