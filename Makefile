@@ -27,7 +27,7 @@ test-fast:
 # runs the notebooks top to bottom (as `jupyter execute`; interactively: jupyter lab notebooks/)
 notebook:
 	$(PYTHON) -c "import sys; from nbclient.cli import main; sys.exit(main())" \
-		notebooks/conductance_maps.ipynb notebooks/analog_ssm.ipynb
+		notebooks/conductance_maps.ipynb notebooks/analog_ssm.ipynb notebooks/codesign.ipynb
 
 lint:
 	$(PYTHON) -m ruff check imssa tests benchmarks

@@ -86,3 +86,19 @@ def test_analog_ssm_notebook(kernel_env):
     printed = "".join(o.get("text", "") for o in last.outputs if o.output_type == "stream")
     assert printed.startswith("OK:") and "outside the unit circle" in printed
     assert list(kernel_env.iterdir()) == []  # nothing written into the working directory
+
+
+def test_codesign_notebook(kernel_env, monkeypatch):
+    monkeypatch.delenv("IMSSA_CODESIGN_RESULT", raising=False)  # it runs its own small sweep
+    nb = _execute("codesign.ipynb", kernel_env)
+    assert not _outputs(nb, "error")
+    assert len(_outputs(nb, mime="image/png")) >= 1  # the four Pareto panels
+    html = [o["data"]["text/html"] for o in _outputs(nb, mime="text/html")]
+    assert any("digital_quantized" in h and "pcm_energy_nj" in h for h in html)  # the table
+    text = "".join(o.get("text", "") for o in _outputs(nb, "stream"))
+    assert "codesign-sdigits.toml into a temporary folder: 16 points, 0 failed" in text
+    assert "dask dashboard" not in text and "points:" not in text  # no progress noise
+    last = next(c for c in reversed(nb.cells) if c.cell_type == "code")
+    printed = "".join(o.get("text", "") for o in last.outputs if o.output_type == "stream")
+    assert printed.startswith("OK: 16 designs")
+    assert list(kernel_env.iterdir()) == []  # nothing written into the working directory

@@ -9,7 +9,7 @@ from typing import Any
 from imssa.cli.common import Parser, add_compute, add_field, build
 from imssa.data import TASKS
 from imssa.experiments.train import EvalConfig, TrainConfig
-from imssa.ssm.model import PRESETS
+from imssa.ssm.model import PRESETS, SSM_KINDS
 
 HIDDEN_METRICS = ("history", "epoch_seconds", "memory", "quant_config")
 
@@ -56,6 +56,12 @@ def add_parser(sub: Any) -> None:
                        "checkpoint.pt (every epoch) and metrics.json into --out.")
     add_field(p, TrainConfig, "task", f"one of {', '.join(TASKS)} (sdigits is embedded)")
     add_field(p, TrainConfig, "model", f"preset, one of {', '.join(PRESETS)}")
+    arch = p.add_argument_group("architecture", "replace the preset's fields (none: the "
+                                "preset's own), e.g. --model s4d-16 --d-model 32 --n-layers 2")
+    add_field(p, TrainConfig, "d_model", "width H (channels)", group=arch)
+    add_field(p, TrainConfig, "n_layers", "depth (S4D blocks)", group=arch)
+    add_field(p, TrainConfig, "d_state", "real state size N per channel (even)", group=arch)
+    add_field(p, TrainConfig, "ssm", f"SSM kind, one of {', '.join(SSM_KINDS)}", group=arch)
     add_optimizer(p, TrainConfig, "seed of initialization, split and batch order")
     add_field(p, TrainConfig, "val_fraction", "share of the training set held out for validation")
     p.add_argument("--out", required=True, help="run folder")

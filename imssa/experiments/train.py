@@ -38,6 +38,9 @@ from imssa.files import check_writable
 from imssa.quant import TrainStep
 from imssa.ssm import S4DConfig, S4DModel, count_parameters, preset
 
+#: TrainConfig fields that override the preset's architecture (None: the preset's own), so that
+#: width, depth, state size and SSM kind are sweep axes without a preset per combination.
+ARCHITECTURE_FIELDS = ("d_model", "n_layers", "d_state", "ssm")
 SSM_SLOW_PARAMS = ("log_A_real", "A_imag", "log_dt")
 MODES = ("conv", "recurrent")
 _TORCH_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -55,6 +58,10 @@ class TrainConfig:
     """One training run: the task, the model preset (``imssa.ssm.PRESETS``, sized for the task's
     inputs and classes), the optimizer settings and the torch device.
 
+    ``d_model`` (width H), ``n_layers`` (depth), ``d_state`` (real state size N per channel)
+    and ``ssm`` (``complex`` or ``real``) replace the preset's fields where not None, e.g.
+    ``model="s4d-16", d_model=32, n_layers=2`` (:meth:`architecture` gives the result).
+
     ``lr`` is AdamW's learning rate of the weights, ``ssm_lr`` that of A and Delta (in (0, 1e-3]
     as in the S4 reference, no weight decay). ``limit`` keeps the first samples of the task for
     quick checks; ``data_dir`` is stored as an absolute path, so the run can be evaluated from any
@@ -63,6 +70,10 @@ class TrainConfig:
 
     task: str = "sdigits"
     model: str = "s4d-16"
+    d_model: int | None = None
+    n_layers: int | None = None
+    d_state: int | None = None
+    ssm: str | None = None
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-2
@@ -83,6 +94,10 @@ class TrainConfig:
             preset(self.model)
         except ImssaError as err:
             raise ImssaError(f"TrainConfig.model: {err}") from None
+        try:
+            self.architecture()
+        except ImssaError as err:  # S4DConfig's rule, named by this config's field
+            raise ImssaError(str(err).replace("S4DConfig.", "TrainConfig.")) from None
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ImssaError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -100,6 +115,13 @@ class TrainConfig:
             if not self.data_dir.strip():
                 raise ImssaError("TrainConfig.data_dir must be a folder or None, got ''")
             object.__setattr__(self, "data_dir", str(Path(self.data_dir).expanduser().resolve()))
+
+    def architecture(self, d_input: int = 1, n_classes: int = 10) -> S4DConfig:
+        """The model's S4DConfig: the preset with the overrides that are not None, sized for
+        ``d_input`` input features and ``n_classes`` classes."""
+        overrides = {name: getattr(self, name) for name in ARCHITECTURE_FIELDS
+                     if getattr(self, name) is not None}
+        return preset(self.model, d_input=d_input, n_classes=n_classes, **overrides)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,8 +159,9 @@ def resolve_device(name: str, field: str = "device") -> torch.device:
 
 
 def build_model(cfg: TrainConfig, data: TaskData) -> S4DModel:
-    """The preset's model, sized for the task's inputs and classes."""
-    return S4DModel(preset(cfg.model, d_input=data.d_input, n_classes=data.n_classes))
+    """The run's model (:meth:`TrainConfig.architecture`), sized for the task's inputs and
+    classes."""
+    return S4DModel(cfg.architecture(data.d_input, data.n_classes))
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -193,9 +216,11 @@ def _load_checkpoint(path: Path, config: dict, device: torch.device) -> dict:
     if "config" not in ckpt:
         print(f"note: {path} predates checkpoints that record their settings; resuming on the "
               "word of config.json", flush=True)
-    elif ckpt["config"] != config:
+    else:  # a key one side lacks counts as None: a field added since, at its default None
         changed = sorted(k for k in {**config, **ckpt["config"]}
                          if config.get(k) != ckpt["config"].get(k))
+        if not changed:
+            return ckpt
         raise ImssaError(f"checkpoint {path} belongs to a run with other settings (differing: "
                          f"{', '.join(changed)}); resume it with its own settings, or start the "
                          "new run in another folder")

@@ -44,7 +44,7 @@ from imssa.errors import ImssaError
 from imssa.experiments.io import parse_field
 from imssa.experiments.quantize import QATConfig, QuantRunConfig
 from imssa.experiments.simulate import DEFAULT_MEMRISTOR, SimulationConfig
-from imssa.experiments.train import TrainConfig
+from imssa.experiments.train import ARCHITECTURE_FIELDS, TrainConfig
 from imssa.mapping import MappingConfig
 
 if sys.version_info >= (3, 11):
@@ -93,9 +93,11 @@ class PointConfig:
         return self.method in ("ptq", "qat")
 
     def train_key(self) -> str:
-        """Content key of the training: its config without the torch device (and the folder
-        of a given run: its model's bytes are checked by the point's fingerprint)."""
-        train = {"train": _without_device(dataclasses.asdict(self.train))}
+        """Content key of the training: its config without the torch device and the unset
+        architecture overrides (keys of runs made before those fields stay), and the folder of
+        a given run (its model's bytes are checked by the point's fingerprint)."""
+        train = {"train": {k: v for k, v in _without_device(dataclasses.asdict(self.train)).items()
+                           if not (k in ARCHITECTURE_FIELDS and v is None)}}
         return digest(train if self.run is None else {**train, "run": self.run})
 
     def quant_key(self) -> str | None:
@@ -290,18 +292,20 @@ def build_point(values: Mapping[str, Any]) -> PointConfig:
 
 def _check_model(config: PointConfig, cache: dict[Any, Any]) -> None:
     """What needs the model: digital parts, mapping forms and per-tensor settings against the
-    preset's layers and SSM kind (a model of the preset, built once per preset)."""
+    model's layers and SSM kind (the preset with the train section's architecture overrides,
+    built once per architecture)."""
     if config.simulation is None or config.memristor is None:
         return
     from imssa.experiments.simulate.config import check_model
     from imssa.experiments.simulate.points import settings
-    from imssa.ssm import S4DModel, preset
+    from imssa.ssm import S4DModel
 
     name = config.train.model
-    if name not in cache:
-        cache[name] = S4DModel(preset(name))
+    arch = config.train.architecture()
+    if arch not in cache:
+        cache[arch] = S4DModel(arch)
     try:
-        check_model(config.simulation, cache[name],
+        check_model(config.simulation, cache[arch],
                     settings(config.memristor, config.simulation, None))
     except ImssaError as err:
         raise ImssaError(f"[simulate] with train.model {name}: {err}") from None
