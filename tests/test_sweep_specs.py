@@ -22,7 +22,8 @@ SPECS = sorted((ROOT / "sweeps").glob("*.toml"))
 POINTS = {
     "analog-ssm-fsdd-gaussian": 16, "analog-ssm-fsdd-pcm": 4, "analog-ssm-levers": 8,
     "analog-ssm-levers-gaussian": 3, "analog-ssm-limits": 11, "analog-ssm-models": 5,
-    "analog-ssm-smnist-gaussian": 16, "analog-ssm-smnist-pcm": 4, "crossbar-fsdd-gaussian": 12,
+    "analog-ssm-smnist-gaussian": 16, "analog-ssm-smnist-pcm": 4, "codesign-fsdd": 648,
+    "codesign-sdigits": 16, "codesign-smnist": 648, "crossbar-fsdd-gaussian": 12,
     "crossbar-fsdd-pcm": 4, "crossbar-smnist-all-analog": 12, "crossbar-smnist-gaussian": 36,
     "crossbar-smnist-mitigation": 21, "crossbar-smnist-pcm": 12, "demo": 4, "foundation": 6, "foundation-other": 2,
     "quant-beyond": 12, "quant-beyond-single": 6, "quant-fsdd": 6, "quant-table3-s4d-16": 15,
