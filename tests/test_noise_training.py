@@ -24,6 +24,7 @@ from imssa.quant import (
     noisy_ssm,
     noisy_weights,
     parameter_groups,
+    perturb,
     prepare,
     quantized_weights,
     set_weight_noise,
@@ -88,6 +89,44 @@ def test_pcm_noise_follows_the_programming_std_at_the_mapped_conductance():
     torch.testing.assert_close(expected, pcm.programming_std(levels * 25.0) / 25.0)
     torch.testing.assert_close(d.std(dim=1), 2.0 * expected, rtol=0.02, atol=0)
     assert d.mean(dim=1).abs().max().item() < 5 * 2.0 * expected.max().item() / 200_000**0.5
+
+
+def test_pcm_noise_at_t_is_the_compensated_drifted_read_of_the_pcm_model():
+    """One level held everywhere (g_T = g_max): with t > 0 the draw is the PCM model's programmed,
+    drifted and read conductance, scaled back by one global gain, so its mean is the held value
+    and its relative spread is that of g_P (t / t_0)^(-nu) (1 + Q tf z), drawn here from the
+    device's own closed forms."""
+    W = torch.full((500_000,), 0.5)
+    pcm = PCMDevice(PCMConfig())
+    g_max, day = pcm.config.g_max, 86400.0
+    g = torch.full((500_000,), g_max)
+    z = torch.randn(3, 500_000, generator=gen(7))
+    g_prog = g + pcm.programming_std(g) * z[0]
+    mu, sig = pcm.drift_exponent_moments(g)
+    g_t = g_prog * ((day + pcm.config.t_0) / pcm.config.t_0) ** -(mu + sig * z[1]).abs()
+    g_read = g_t + pcm.read_noise_std(g_t, g_prog, day) * z[2]
+    expected = (g_read / g_read.mean()).std().item()  # the compensation restores the mean
+    spreads = []
+    for t in (0.0, 3600.0, day, 3.15e7):
+        (noisy,) = add_noise([W], WeightNoiseConfig(sigma=1.0, kind="pcm", t_inference=t), gen(1))
+        assert abs(noisy.mean().item() / 0.5 - 1) < 2e-3  # global compensation: no mean decay
+        spreads.append((noisy / 0.5).std().item())
+    assert spreads[2] == pytest.approx(expected, rel=0.02)
+    assert spreads == sorted(spreads) and spreads[2] > 2 * spreads[0]  # drift spread dominates
+
+
+def test_pcm_noise_at_t_keeps_the_increment_forms_exact_one():
+    """In the increment form the array holds A_bar - 1: at 1 day a slow mode's error stays a
+    fraction of its own decay 1 - A_bar, as at t = 0."""
+    decay = torch.logspace(-4, -1, 64)[:, None].expand(64, 400)
+    A = (1 - decay).to(torch.float64)
+    tensors = {"A_bar": A, "B_bar": decay.to(torch.float64).clone()}
+    for t in (0.0, 86400.0):
+        cfg = WeightNoiseConfig(sigma=1.0, kind="pcm", transition="increment", granularity="mode",
+                                t_inference=t)
+        out = perturb(tensors, cfg, gen(3))
+        relative = ((out["A_bar"] - A) / decay).std(dim=1)
+        assert relative.max().item() < 0.2 and relative.min().item() > 0.01
 
 
 def test_zero_sigma_and_zero_tensor_are_left_unchanged():
@@ -215,6 +254,8 @@ def test_training_step_through_the_noisy_model_reaches_every_parameter():
     ({"sigma": 0.1, "transition": "diff"}, "transition must be one of direct, increment"),
     ({"sigma": 0.1, "granularity": "column"}, "granularity must be one of tensor, channel, mode"),
     ({"read_sigma": -1.0}, "read_sigma must be a finite number >= 0"),
+    ({"t_inference": -1.0}, "t_inference must be a finite number >= 0"),
+    ({"sigma": 0.1, "t_inference": 3600.0}, "t_inference draws the PCM model's drift: it needs kind='pcm'"),
 ])
 def test_bad_noise_config_is_refused(fields, message):
     with pytest.raises(ImssaError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -259,7 +300,8 @@ def test_qat_fp_with_train_noise_end_to_end(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_noise"] == {"sigma": 0.05, "components": list(NOISE_COMPONENTS),
                                       "kind": "gaussian", "transition": "direct",
-                                      "granularity": "tensor", "read_sigma": 0.0}
+                                      "granularity": "tensor", "read_sigma": 0.0,
+                                      "t_inference": 0.0}
     assert metrics["qat"]["train_noise"] == 0.05
     assert metrics["quant"]["preset"] == "fp"
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and len(metrics["history"]["loss"]) == 1
@@ -277,7 +319,15 @@ def test_qat_fp_with_train_noise_end_to_end(tmp_path):
                  "--calib-samples", "64", "--mode", "conv", "--out", str(out2)]) == 0
     assert json.loads((out2 / "metrics.json").read_text())["train_noise"] == \
         {"sigma": 1.0, "components": ["A"], "kind": "pcm", "transition": "direct",
-         "granularity": "tensor", "read_sigma": 0.0}
+         "granularity": "tensor", "read_sigma": 0.0, "t_inference": 0.0}
+    # the chip at 1 day: drift and global compensation in the training noise
+    out3 = tmp_path / "qat-pcm-1d"
+    assert main(["qat", str(run), "--preset", "fp", "--train-noise", "1", "--train-noise-kind", "pcm",
+                 "--train-noise-on", "all", "--train-noise-t", "86400", "--train-noise-transition",
+                 "increment", "--train-noise-granularity", "mode", "--epochs", "1", "--device", "cpu",
+                 "--calib-samples", "64", "--mode", "conv", "--out", str(out3)]) == 0
+    record = json.loads((out3 / "metrics.json").read_text())
+    assert record["train_noise"]["t_inference"] == 86400.0 and record["qat"]["train_noise_t"] == 86400.0
 
 
 @pytest.mark.parametrize("fields, message", [
@@ -290,6 +340,7 @@ def test_qat_fp_with_train_noise_end_to_end(tmp_path):
     ({"a_margin": -1.0}, "QATConfig.a_margin must be a finite number >= 0"),
     ({"a_margin": 2.0, "parameterization": "discrete"}, "a_margin moves log_A_real"),
     ({"train_read_noise": 0.01, "mode": "conv"}, "train_read_noise is per-step read noise"),
+    ({"train_noise": 1.0, "train_noise_t": 86400.0}, "QATConfig.train_noise_t draws the PCM"),
 ])
 def test_bad_qat_config_is_refused_before_any_work(fields, message):
     with pytest.raises(ImssaError, match=message):

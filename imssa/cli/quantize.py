@@ -91,6 +91,9 @@ def add_parser(sub: Any) -> None:
               "channel or mode (one per mode of A_bar and B_bar)")
     add_field(p, QATConfig, "train_read_noise", "per-step read noise of A_bar and B_bar relative "
               "to their scale (recurrent mode only)", metavar="SIGMA")
+    add_field(p, QATConfig, "train_noise_t", "with --train-noise-kind pcm: draw what the chip "
+              "reads this many seconds after programming (drift, 1/f read noise, global drift "
+              "compensation; 86400 = 1 day); 0 = programming noise alone", metavar="SECONDS")
     add_field(p, QATConfig, "a_margin", "keep 1 - |A_bar| of every noisy mode above K times its "
               "error std (continuous parameterizations; 0 = none)", metavar="K")
     add_data(p, EvalConfig)

@@ -116,8 +116,10 @@ class QATConfig:
 
     ``train_noise`` (sigma), ``train_noise_on`` (components), ``train_noise_kind`` (gaussian
     or pcm), ``train_noise_transition`` (direct or increment), ``train_noise_granularity``
-    (tensor, channel or mode) and ``train_read_noise`` (per-step read noise, recurrent mode) set
-    the weight noise of every training step; see :class:`~imssa.quant.noise.WeightNoiseConfig`.
+    (tensor, channel or mode), ``train_read_noise`` (per-step read noise, recurrent mode) and
+    ``train_noise_t`` (s; with pcm: the chip read that long after programming, drift and global
+    compensation included) set the weight noise of every training step; see
+    :class:`~imssa.quant.noise.WeightNoiseConfig`.
     sigma 0 (default) trains without noise. ``a_margin`` > 0 keeps 1 - |A_bar| of every noisy
     mode above a_margin times its error std (:mod:`imssa.quant.margin`; continuous
     parameterizations only); 0 (default) trains through the noise as the chip runs it.
@@ -138,6 +140,7 @@ class QATConfig:
     train_noise_transition: str = "direct"
     train_noise_granularity: str = "tensor"
     train_read_noise: float = 0.0
+    train_noise_t: float = 0.0
     a_margin: float = 0.0
 
     def __post_init__(self) -> None:
@@ -146,6 +149,7 @@ class QATConfig:
         except ImssaError as err:  # name this config's fields
             raise ImssaError(str(err).replace("WeightNoiseConfig.sigma", "QATConfig.train_noise")
                              .replace("WeightNoiseConfig.read_sigma", "QATConfig.train_read_noise")
+                             .replace("WeightNoiseConfig.t_inference", "QATConfig.train_noise_t")
                              .replace("WeightNoiseConfig.components", "QATConfig.train_noise_on")
                              .replace("WeightNoiseConfig.", "QATConfig.train_noise_")) from None
         object.__setattr__(self, "train_noise_on", noise.components)
@@ -184,13 +188,15 @@ class QATConfig:
                                  kind=self.train_noise_kind,
                                  transition=self.train_noise_transition,
                                  granularity=self.train_noise_granularity,
-                                 read_sigma=self.train_read_noise)
+                                 read_sigma=self.train_read_noise,
+                                 t_inference=self.train_noise_t)
 
     def settings(self) -> str:
         """The settings a diverged run names in its error."""
         return (f"QATConfig.lr={self.lr:g}, ssm_lr={self.ssm_lr:g}, train_noise={self.train_noise:g}"
                 f" ({self.train_noise_kind}, {self.train_noise_transition}/"
-                f"{self.train_noise_granularity}), train_read_noise={self.train_read_noise:g}, "
+                f"{self.train_noise_granularity}, t={self.train_noise_t:g} s), "
+                f"train_read_noise={self.train_read_noise:g}, "
                 f"a_margin={self.a_margin:g}, mode={self.mode}")
 
 

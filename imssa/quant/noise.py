@@ -13,7 +13,15 @@ A_bar - 1, sharing one scale per mode with B_bar), ``granularity`` ``tensor``, `
 - ``gaussian``: std sigma * scale;
 - ``pcm``: the PCM programming std at the mapped conductance g_T = |held| / scale * g_max, times
   sigma, in weight units (:func:`imssa.quant.scales.programming_std`; sigma = 1 is the fitted
-  device). The partner device of the pair, the clip of g at 0 and drift are left out.
+  device). The partner device of the pair and the clip of g at 0 are left out.
+
+  With ``t_inference`` > 0 (s) the draw is what the chip reads that long after programming, as
+  the simulator's PCM model has it (:mod:`imssa.devices.pcm`, aihwkit's ``PCMLikeNoiseModel``):
+  the programmed g_P drifts as g_P (t / t_0)^(-nu) with one exponent nu per entry, one read adds
+  the accumulated 1/f noise at t, and one global drift-compensation gain per array, mean |g_P| /
+  mean |g(t)| (aihwkit's ``GlobalDriftCompensation`` with one-hot read-outs), scales it back. So
+  training sees the chip-to-chip spread of the drift exponents that compensation cannot undo,
+  which dominates the error at 1 day (Joshi et al. 2020 train against a fixed Gaussian instead).
 
 The increment form's exact digital 1 is added back, so A_bar's error is the array's error on
 A_bar - 1: for a slow mode, sigma times its own |A_bar - 1| instead of sigma times ~1.
@@ -48,6 +56,8 @@ from imssa.errors import ImssaError
 from imssa.names import ALIASES, SSM_TENSORS, layer_generic, select, tensor_names
 from imssa.quant.scales import (
     NOISE_KINDS,
+    PCM_DEVICE,
+    arrays,
     check_form,
     conductance_scales,
     held_values,
@@ -78,6 +88,9 @@ class WeightNoiseConfig:
             (:mod:`imssa.quant.scales`).
         read_sigma: >= 0, per-step read noise of A_bar and B_bar relative to their scale, in
             recurrent-mode forwards (conv mode has no steps); 0: none.
+        t_inference: >= 0, s: with ``kind="pcm"``, draw what the chip reads this long after
+            programming (drift, 1/f read noise, global compensation; module docstring); 0:
+            programming noise alone.
     """
 
     sigma: float = 0.0
@@ -86,9 +99,10 @@ class WeightNoiseConfig:
     transition: str = "direct"
     granularity: str = "tensor"
     read_sigma: float = 0.0
+    t_inference: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("sigma", "read_sigma"):
+        for name in ("sigma", "read_sigma", "t_inference"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not math.isfinite(value) or value < 0:
@@ -100,6 +114,9 @@ class WeightNoiseConfig:
             raise ImssaError(f"WeightNoiseConfig.kind must be one of {', '.join(NOISE_KINDS)}, "
                              f"got {self.kind!r}")
         check_form(self.transition, self.granularity)
+        if self.t_inference > 0 and self.kind != "pcm":
+            raise ImssaError("WeightNoiseConfig.t_inference draws the PCM model's drift: it needs "
+                             f"kind='pcm', got {self.kind!r}")
 
     @property
     def enabled(self) -> bool:
@@ -167,15 +184,50 @@ def perturb(tensors: Mapping[str, Tensor], config: WeightNoiseConfig,
     scales = conductance_scales(tensors, config.transition, config.granularity)
     out = dict(tensors)
     with torch.no_grad():
-        noise = {}
+        held = {n: held_values(n, tensors[n].detach(), config.transition) for n in names}
+        error = {}
         for n in names:
-            t = tensors[n].detach()
-            held = held_values(n, t, config.transition)
-            std = programming_std(held, real_scale(t, scales[n]), config.sigma, config.kind)
-            z = torch.randn(held.shape, generator=generator, dtype=held.dtype, device=held.device)
-            noise[n] = torch.view_as_complex(std * z) if t.is_complex() else std * z
+            scale = real_scale(tensors[n], scales[n])
+            std = programming_std(held[n], scale, config.sigma, config.kind)
+            error[n] = std * torch.randn(held[n].shape, generator=generator, dtype=held[n].dtype,
+                                         device=held[n].device)
+        if config.t_inference > 0:
+            for group in arrays(names, config.transition):
+                error.update(_drifted_error({n: held[n] for n in group}, error,
+                                            {n: real_scale(tensors[n], scales[n]) for n in group},
+                                            config.t_inference, generator))
     for n in names:  # the increment form's exact 1 cancels: A_bar + e = (A_bar - 1 + e) + 1
-        out[n] = tensors[n] + noise[n]
+        e = error[n]
+        out[n] = tensors[n] + (torch.view_as_complex(e.contiguous()) if tensors[n].is_complex()
+                               else e)
+    return out
+
+
+def _drifted_error(held: Mapping[str, Tensor], programmed: Mapping[str, Tensor],
+                   scales: Mapping[str, Tensor], t_inference: float,
+                   generator: torch.Generator | None) -> dict[str, Tensor]:
+    """The error of one array's held values read ``t_inference`` s after programming (module
+    docstring), from their programming errors; entries keep their sign (the pair's other device
+    is left out). Real views, in the tensors' own units."""
+    device, g_max = PCM_DEVICE, PCM_DEVICE.config.g_max
+    ratio = (t_inference + device.config.t_0) / device.config.t_0
+    g_prog, g_read = {}, {}
+    for n, h in held.items():
+        safe = torch.where(scales[n] > 0, scales[n], torch.ones_like(scales[n]))
+        g_target = h.abs() / safe * g_max
+        g_prog[n] = (h + programmed[n]).abs() / safe * g_max
+        mu, sigma = device.drift_exponent_moments(g_target)
+        z = torch.randn(h.shape, generator=generator, dtype=h.dtype, device=h.device)
+        g_t = g_prog[n] * ratio ** -(mu + sigma * z).abs()
+        z = torch.randn(h.shape, generator=generator, dtype=h.dtype, device=h.device)
+        g_read[n] = g_t + device.read_noise_std(g_t, g_prog[n], t_inference) * z
+    total = lambda g: sum(v.abs().sum() for v in g.values())  # noqa: E731
+    gain = total(g_prog) / total(g_read).clamp(min=torch.finfo(torch.float32).tiny)
+    out = {}
+    for n, h in held.items():
+        sign = torch.where(h + programmed[n] < 0, -1.0, 1.0).to(h.dtype)
+        w = sign * g_read[n] * gain / g_max * scales[n]
+        out[n] = torch.where(scales[n] > 0, w - h, torch.zeros_like(h))
     return out
 
 

@@ -42,7 +42,7 @@ from imssa.names import GRANULARITIES
 Transition = Literal["direct", "increment"]
 TRANSITIONS: tuple[str, ...] = get_args(Transition)
 NOISE_KINDS = ("gaussian", "pcm")
-_PCM = PCMDevice(PCMConfig())  # the fitted device; sigma_P / g_max is independent of g_max
+PCM_DEVICE = PCMDevice(PCMConfig())  # the fitted device; sigma_P / g_max is independent of g_max
 _MODES = ("A_bar", "B_bar")  # the tensors with one entry per (channel, mode)
 
 
@@ -71,7 +71,7 @@ def _group_max(v: Tensor, keep: int) -> Tensor:
     return v.abs().amax(dim=dims) if dims else v.abs()
 
 
-def _arrays(names: Sequence[str], transition: str) -> list[list[str]]:
+def arrays(names: Sequence[str], transition: str) -> list[list[str]]:
     """The tensors that share one array (hence a scale): weight with bias; A_bar with B_bar in
     the increment form; every other tensor alone."""
     groups: list[list[str]] = []
@@ -111,7 +111,7 @@ def conductance_scales(tensors: Mapping[str, Tensor], transition: str = "direct"
     check_form(transition, granularity, "conductance_scales")
     out: dict[str, Tensor] = {}
     with torch.no_grad():
-        for group in _arrays(list(tensors), transition):
+        for group in arrays(list(tensors), transition):
             keeps = {n: _keep(n, granularity) for n in group}
             maxima = [_group_max(held_values(n, tensors[n].detach(), transition), keeps[n])
                       for n in group]
@@ -145,9 +145,9 @@ def programming_std(held: Tensor, scale: Tensor, sigma: float, kind: str) -> Ten
     scale = torch.broadcast_to(scale, held.shape)
     if kind == "gaussian":
         return sigma * scale
-    g_max = _PCM.config.g_max
+    g_max = PCM_DEVICE.config.g_max
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-    std = sigma * _PCM.programming_std(held.abs() / safe * g_max) / g_max * scale
+    std = sigma * PCM_DEVICE.programming_std(held.abs() / safe * g_max) / g_max * scale
     return torch.where(scale > 0, std, torch.zeros_like(std))
 
 
