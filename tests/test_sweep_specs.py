@@ -20,6 +20,7 @@ SPECS = sorted((ROOT / "sweeps").glob("*.toml"))
 
 #: The points of every spec (a new spec is added here with its count).
 POINTS = {
+    "analog-ssm-a-complex": 54, "analog-ssm-a-real": 24, "analog-ssm-a-real16": 12, "analog-ssm-best": 4,
     "analog-ssm-fsdd-gaussian": 16, "analog-ssm-fsdd-pcm": 4, "analog-ssm-levers": 8,
     "analog-ssm-levers-gaussian": 3, "analog-ssm-limits": 11, "analog-ssm-models": 5,
     "analog-ssm-smnist-gaussian": 16, "analog-ssm-smnist-pcm": 4, "codesign-fsdd": 648,
