@@ -240,7 +240,8 @@ def train_epochs(model: nn.Module, forward: Forward, data: TaskData, cfg: TrainC
                  resume: bool, grad_clip: float | None = None,
                  on_epoch_start: Callable[[], object] | None = None,
                  config: dict | None = None,
-                 update: Callable[[Tensor, Tensor], Tensor] | None = None) -> dict:
+                 update: Callable[[Tensor, Tensor], Tensor] | None = None,
+                 on_start: Callable[[], object] | None = None) -> dict:
     """The epoch loop shared by training and QAT: shuffles, steps, checkpoints, resumes.
 
     ``on_epoch_start`` runs before each epoch (QAT recalibrates its ranges there). ``config``
@@ -252,6 +253,10 @@ def train_epochs(model: nn.Module, forward: Forward, data: TaskData, cfg: TrainC
     ``update`` (u, y) -> loss is one optimizer step; the default is the eager step of ``forward``,
     cross-entropy, ``grad_clip`` and ``optimizer`` (:class:`imssa.quant.TrainStep` without a
     graph); QAT passes one replayed from a CUDA graph.
+
+    ``on_start`` runs once the checkpoint (if resuming) is checked and loaded, before the first
+    epoch: the caller writes its config.json there, so a refused resume leaves the folder as it
+    was.
 
     Returns the history (per-epoch loss, validation accuracy and seconds).
     """
@@ -277,6 +282,8 @@ def train_epochs(model: nn.Module, forward: Forward, data: TaskData, cfg: TrainC
         history, start_epoch = ckpt["history"], ckpt["epoch"] + 1
         torch.set_rng_state(ckpt["rng"])
         print(f"resuming {out} after epoch {start_epoch}/{cfg.epochs}", flush=True)
+    if on_start is not None:
+        on_start()
     x_train, y_train = data.train.x.to(device), data.train.y.to(device)
     for epoch in range(start_epoch, cfg.epochs):
         if on_epoch_start is not None:
@@ -345,9 +352,10 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False) -> dict:
                          "not be evaluated, so it is not started")
     model = build_model(cfg, data).to(device)
     out.mkdir(parents=True, exist_ok=True)
-    write_json({"train": dataclasses.asdict(cfg), "model": model.cfg.to_dict()}, config_path)
     history = train_epochs(model, model, data, cfg, out, make_optimizer(model, cfg), device,
-                           resume)
+                           resume, on_start=lambda: write_json(
+                               {"train": dataclasses.asdict(cfg), "model": model.cfg.to_dict()},
+                               config_path))
     atomic_save({"model": model.state_dict(), "model_config": model.cfg.to_dict()},
                 out / "model.pt")
     model.eval()
