@@ -226,7 +226,8 @@ def _prepare(run: str | Path, qcfg: QuantRunConfig, parameterization: str, devic
     prepare(model, qconfig, parameterization=parameterization)
     calibrate(model, calibration_batches(data.train, qcfg.calib_samples))
     memory = memory_footprint(qconfig, model.cfg)
-    info = {"run": str(run), "task": cfg.task, "model": cfg.model, "seed": cfg.seed,
+    info = {"run": str(run), "task": cfg.task, "model": cfg.model,
+            "architecture": model.cfg.to_dict(), "seed": cfg.seed,
             "quant": dataclasses.asdict(qcfg), "quant_config": qconfig.to_dict(),
             "memory": memory.to_dict(), "memory_savings_percent": memory.savings_percent}
     return cfg, model, data, dev, info

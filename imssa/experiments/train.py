@@ -60,7 +60,9 @@ class TrainConfig:
 
     ``d_model`` (width H), ``n_layers`` (depth), ``d_state`` (real state size N per channel)
     and ``ssm`` (``complex`` or ``real``) replace the preset's fields where not None, e.g.
-    ``model="s4d-16", d_model=32, n_layers=2`` (:meth:`architecture` gives the result).
+    ``model="s4d-16", d_model=32, n_layers=2`` (:meth:`architecture` gives the result). In a
+    run's metrics (and simulate's NetCDF attrs) ``model`` is always this preset's name and
+    ``architecture`` the S4DConfig the model was built with, overrides applied.
 
     ``lr`` is AdamW's learning rate of the weights, ``ssm_lr`` that of A and Delta (in (0, 1e-3]
     as in the S4 reference, no weight decay). ``limit`` keeps the first samples of the task for
@@ -360,8 +362,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False) -> dict:
                 out / "model.pt")
     model.eval()
     metrics = {
-        "task": cfg.task, "model": cfg.model, "seed": cfg.seed, "mode": "conv",
-        "test_accuracy": accuracy(model, data.test, device),
+        "task": cfg.task, "model": cfg.model, "architecture": model.cfg.to_dict(),
+        "seed": cfg.seed, "mode": "conv", "test_accuracy": accuracy(model, data.test, device),
         "val_accuracy": history["val_accuracy"][-1],
         "parameters": count_parameters(model),
         "epoch_seconds": history["epoch_seconds"],
@@ -454,7 +456,8 @@ def evaluate(run: str | Path, mode: str = "conv", device: str = "auto",
     forward = model_forward(model, ecfg.mode)
     t0 = time.perf_counter()
     acc = accuracy(forward, data.test, dev, desc=f"eval {ecfg.mode}")
-    metrics = {"task": cfg.task, "model": cfg.model, "seed": cfg.seed, "mode": ecfg.mode,
+    metrics = {"task": cfg.task, "model": cfg.model, "architecture": model.cfg.to_dict(),
+               "seed": cfg.seed, "mode": ecfg.mode,
                "test_accuracy": acc, "parameters": count_parameters(model),
                "eval_seconds": time.perf_counter() - t0, **environment(dev)}
     write_json(metrics, Path(run) / f"metrics_{ecfg.mode}.json")
