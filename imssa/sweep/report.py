@@ -47,8 +47,9 @@ def _columns(ds: xr.Dataset) -> list[str]:
 
 
 def _pct(mean: float, std: float | None = None) -> str:
-    """A table cell of percentages (computed from 100 x the accuracies, so a mean of chips'
-    accuracies on 2,000 images, a multiple of 0.005 %, rounds as its decimal value does)."""
+    """A table cell of percentages. Callers scale the accuracies to per cent before averaging,
+    as the tables of docs/results.md were computed: a mean of chips on 2,000 images is a multiple
+    of 0.005 %, often halfway between two cells, and its rounding depends on that order."""
     if not np.isfinite(mean):
         return "     -"
     return f"{mean:6.2f}" + ("" if std is None else f" ± {std:5.2f}")
