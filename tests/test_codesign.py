@@ -86,6 +86,30 @@ def test_trained_model_has_the_asked_shape_and_config_records_it(tmp_path, capsy
     assert json.loads((out / "metrics.json").read_text())["parameters"] == count_parameters(model)
 
 
+def test_metrics_and_simulate_record_the_built_architecture(tmp_path):
+    """``model`` stays the preset's name; ``architecture`` is the S4DConfig built, overrides
+    applied, in train's, eval's and PTQ's metrics and in simulate's NetCDF attrs."""
+    from imssa.devices import GaussianConfig
+    from imssa.experiments.quantize import QuantRunConfig, ptq
+    from imssa.experiments.simulate import SimulationConfig, simulate
+    from imssa.experiments.train import evaluate
+
+    run = tmp_path / "run"
+    train(TrainConfig(**TINY, d_model=4, n_layers=2), run)
+    expect = {"d_model": 4, "n_layers": 2, "d_state": 64, "ssm": "complex"}
+    records = [json.loads((run / "metrics.json").read_text()),
+               evaluate(run, device="cpu"),
+               ptq(run, QuantRunConfig(calib_samples=8), tmp_path / "ptq", device="cpu")]
+    ds = simulate(run, GaussianConfig(), SimulationConfig(t_inference=(0.0,), chips=1, limit=8,
+                                                          calibration_samples=8, device="cpu"))
+    records.append({"model": json.loads(ds.attrs["config"])["model"],
+                    "architecture": json.loads(ds.attrs["architecture"])})
+    for record in records:
+        assert record["model"] == "s4d-16"
+        assert {k: record["architecture"][k] for k in expect} == expect
+        assert record["architecture"]["d_input"] == 1 and record["architecture"]["n_classes"] == 10
+
+
 def test_resume_refuses_a_checkpoint_of_other_overrides(tmp_path):
     out = tmp_path / "run"
     cfg = TrainConfig(**TINY, d_model=4)

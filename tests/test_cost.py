@@ -146,7 +146,15 @@ def test_per_tensor_settings_n_devices_and_bits():
     doubled = estimate(convert(_model(), MappingConfig(tile_rows=4, tile_cols=4),
                                make_device("ideal", n_devices=2),
                                PeripheryConfig(dac_bits=8, adc_bits=8)), steps=L).as_dict()
-    assert doubled["devices"] == 2 * t0["devices"] and doubled["tiles"] == t0["tiles"]
+    # the second device of every weight on a copy of the tiles: twice the tiles, the same
+    # utilization, the same ADCs (the copies' bit lines joined), so the same latency
+    assert doubled["devices"] == 2 * t0["devices"] and doubled["tiles"] == 2 * t0["tiles"] == 22
+    assert doubled["utilization"] == pytest.approx(t0["utilization"]) == pytest.approx(104 / 176)
+    assert doubled["latency_s"] == pytest.approx(t0["latency_s"])
+    # A alone doubled: its 2 tiles twice, utilization over the device positions of all tiles
+    assert per.tensors[a]["tiles"] == 4 and per.tensors[a]["array_tiles"] == 2
+    assert t["tiles"] == t0["tiles"] + 2
+    assert t["utilization"] == pytest.approx((104 + 32) / ((11 + 2) * 16))
 
 
 def test_increment_split_and_compensation_add_their_digital_work():

@@ -140,6 +140,28 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path, capsys):
     assert "other settings (differing: lr)" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_refused_resume_writes_no_config(tmp_path, capsys):
+    """A checkpoint of other settings in a folder without config.json (killed before the first
+    write, or the file lost): the refused resume leaves no config.json of its own settings, for
+    training and for QAT, and a resume with the right settings writes it."""
+    run = tmp_path / "run"
+    assert main([*TRAIN, "--epochs", "1", "--lr", "0.01", "--out", str(run)]) == 0
+    qat = tmp_path / "qat"
+    assert main(["qat", str(run), *QAT, "--epochs", "1", "--lr", "1e-3", "--out", str(qat)]) == 0
+    for folder in (run, qat):
+        for name in ("config.json", "metrics.json", "model.pt"):
+            (folder / name).unlink()
+    assert main([*TRAIN, "--epochs", "1", "--lr", "0.005", "--out", str(run), "--resume"]) == 2
+    assert "other settings (differing: lr)" in capsys.readouterr().err
+    assert not (run / "config.json").exists()
+    assert main([*TRAIN, "--epochs", "1", "--lr", "0.01", "--out", str(run), "--resume"]) == 0
+    assert json.loads((run / "config.json").read_text())["train"]["lr"] == 0.01
+    assert main(["qat", str(run), *QAT, "--epochs", "1", "--lr", "5e-4", "--out", str(qat),
+                 "--resume"]) == 2
+    assert "other settings" in capsys.readouterr().err
+    assert not (qat / "config.json").exists()
+
+
 def test_a_diverging_run_stops_with_an_error_and_saves_no_model(tmp_path, capsys):
     out = tmp_path / "run"
     assert main([*TRAIN, "--epochs", "2", "--lr", "1e30", "--out", str(out)]) == 2

@@ -26,7 +26,8 @@ multiplies), the residual (H adds); mean pooling (H adds per step and H multipli
 Latency: per step, the ADC stages run one after another in graph order (encoder, per block
 the state columns, the output columns and the mixing, then the decoder once); a stage takes one
 array read plus its conversions spread over the ADCs of its tiles (``columns_per_adc`` columns
-share one). Digital operations follow on ``digital_lanes`` lanes (a MAC, add or multiply is one
+share one; the ``n_devices`` copies of a tensor's tiles share their ADCs, their bit lines
+joined). Digital operations follow on ``digital_lanes`` lanes (a MAC, add or multiply is one
 operation, an activation ``2 activation_ops``). Nothing overlaps: a pessimistic estimate.
 """
 
@@ -123,8 +124,8 @@ def estimate(model: nn.Module, energy: EnergyConfig = DEFAULT_ENERGY, *, steps: 
     t["steps"] = float(steps)
     for k in ("tiles", "columns", "devices", "pulses"):
         t[k] = float(sum(r[k] for r in tensors.values()))
-    capacity = sum(r["cells"] / r["utilization"] for r in tensors.values())
-    t["utilization"] = sum(r["cells"] for r in tensors.values()) / capacity if capacity else 0.0
+    capacity = sum(r["devices"] / r["utilization"] for r in tensors.values())
+    t["utilization"] = t["devices"] / capacity if capacity else 0.0
     for k, pj in tally.pj.items():
         t[f"energy_{k}_nj"] = pj * 1e-3
     t["energy_nj"] = sum(tally.pj.values()) * 1e-3
@@ -143,9 +144,9 @@ def _crossbar(tally: _Tally, tensors: dict[str, dict[str, Any]],
         tally.add("device_reads", r["devices"], r["runs"], "array", e.cell_read_pj)
         tally.n["analog_macs"] += r["weights"] * tally.runs(r["runs"])
     bits = e.digital_bits
-    adcs: dict[str, int] = {}  # ADCs on the tiles each ADC group reads
+    adcs: dict[str, int] = {}  # ADCs on the tiles each ADC group reads (one copy of them)
     for r in tensors.values():
-        adcs[r["adc"]] = adcs.get(r["adc"], 0) + r["tiles"] * math.ceil(
+        adcs[r["adc"]] = adcs.get(r["adc"], 0) + r["array_tiles"] * math.ceil(
             r["tile_cols"] / e.columns_per_adc)
     for name, c in converters.items():
         runs, per_step = c["runs"], c["per_step"]

@@ -3,10 +3,15 @@ pulses, converter conversions per step and the state accumulator's bits.
 
 Per mapped tensor (by module path):
 
-- ``tiles``: crossbar tiles it occupies; ``rows``, ``columns``: word and bit lines of its logical
-  crossbar matrix (a split A_bar has twice the columns of a direct one); ``cells``: programmed
-  cells (every cell of a block, its idle g_min devices too); ``utilization``: cells / the cells
-  of its tiles;
+- ``tiles``: crossbar tiles it occupies, ``array_tiles`` of its layout times ``n_devices``: the
+  ``n_devices`` devices of a weight sit at the same cell of ``n_devices`` copies of the layout's
+  tiles, whose bit lines are joined before the ADC (their currents add, so the average the
+  device model takes is one read and one conversion); ``array_tiles``: the tiles of one copy,
+  the ones whose columns the ADCs read; ``rows``, ``columns``: word and bit lines of its
+  logical crossbar matrix (a split A_bar has twice the columns of a direct one); ``cells``:
+  programmed cells of one copy (every cell of a block, its idle g_min devices too);
+  ``utilization``: devices / the device positions of its tiles (cells / the cells of one
+  copy's tiles);
 - ``weights``: the signed weights those cells hold (structural zeros of a block included), i.e.
   the multiply-accumulates one read performs: cells / 4 for the rows and columns of a
   polarity-doubled block (A_bar, B_bar), cells / 2 for any other (a differential pair, or the
@@ -139,9 +144,10 @@ def crossbar_cost(model: nn.Module) -> CrossbarCost:
             bits = {"dac_bits": part.converter(keys["dac"]).dac_bits,
                     "adc_bits": part.converter(keys["adc"]).adc_bits,
                     "adc": f"{part.path}.{keys['adc']}"}
-            row = {"tiles": t.n_tiles, "rows": t.layout.n_rows, "columns": t.layout.n_cols,
-                   "tile_cols": t.layout.tile_cols, "cells": cells,
-                   "utilization": cells / (t.n_tiles * t.layout.tile_rows * t.layout.tile_cols),
+            tiles = t.n_tiles * n_dev
+            row = {"tiles": tiles, "array_tiles": t.n_tiles, "rows": t.layout.n_rows,
+                   "columns": t.layout.n_cols, "tile_cols": t.layout.tile_cols, "cells": cells,
+                   "utilization": cells * n_dev / (tiles * t.layout.tile_rows * t.layout.tile_cols),
                    "weights": _weights(tile, cells), "devices": cells * n_dev,
                    "pulses": float(tile.programmed.n_pulses.sum(dim=tuple(
                        range(1, tile.programmed.n_pulses.ndim))).double().mean()),

@@ -232,7 +232,8 @@ def _prepare(run: str | Path, qcfg: QuantRunConfig, parameterization: str, devic
     prepare(model, qconfig, parameterization=parameterization)
     calibrate(model, calibration_batches(data.train, qcfg.calib_samples))
     memory = memory_footprint(qconfig, model.cfg)
-    info = {"run": str(run), "task": cfg.task, "model": cfg.model, "seed": cfg.seed,
+    info = {"run": str(run), "task": cfg.task, "model": cfg.model,
+            "architecture": model.cfg.to_dict(), "seed": cfg.seed,
             "quant": dataclasses.asdict(qcfg), "quant_config": qconfig.to_dict(),
             "memory": memory.to_dict(), "memory_savings_percent": memory.savings_percent}
     return cfg, model, data, dev, info
@@ -332,7 +333,6 @@ def qat(run: str | Path, qcfg: QuantRunConfig, tcfg: QATConfig, out: str | Path,
     # `imssa eval` and `imssa simulate` take it directly (e.g. a noise-trained fp model).
     as_run = param == "continuous"
     run_keys = {"train": dataclasses.asdict(cfg), "model": model.cfg.to_dict()} if as_run else {}
-    write_json({**config, **run_keys}, out / "config.json")
     ptq_accuracy = recurrent_accuracy(model, data.test, dev)
     calib = calibration_batches(data.train, qcfg.calib_samples)
     groups = parameter_groups(model)
@@ -362,7 +362,8 @@ def qat(run: str | Path, qcfg: QuantRunConfig, tcfg: QATConfig, out: str | Path,
         if graphed else None
     history = train_epochs(model, forward, data, loop, out, optimizer, dev, resume,
                            grad_clip=tcfg.grad_clip, on_epoch_start=lambda: calibrate(model, calib),
-                           config=config, update=update)
+                           config=config, update=update,
+                           on_start=lambda: write_json({**config, **run_keys}, out / "config.json"))
     apply_a_margin(model, tcfg.a_margin)
     check_finite(model, None, tcfg.settings())
     freeze_ranges(model)

@@ -60,7 +60,9 @@ class TrainConfig:
 
     ``d_model`` (width H), ``n_layers`` (depth), ``d_state`` (real state size N per channel)
     and ``ssm`` (``complex`` or ``real``) replace the preset's fields where not None, e.g.
-    ``model="s4d-16", d_model=32, n_layers=2`` (:meth:`architecture` gives the result).
+    ``model="s4d-16", d_model=32, n_layers=2`` (:meth:`architecture` gives the result). In a
+    run's metrics (and simulate's NetCDF attrs) ``model`` is always this preset's name and
+    ``architecture`` the S4DConfig the model was built with, overrides applied.
 
     ``lr`` is AdamW's learning rate of the weights, ``ssm_lr`` that of A and Delta (in (0, 1e-3]
     as in the S4 reference, no weight decay). ``limit`` keeps the first samples of the task for
@@ -240,7 +242,8 @@ def train_epochs(model: nn.Module, forward: Forward, data: TaskData, cfg: TrainC
                  resume: bool, grad_clip: float | None = None,
                  on_epoch_start: Callable[[], object] | None = None,
                  config: dict | None = None,
-                 update: Callable[[Tensor, Tensor], Tensor] | None = None) -> dict:
+                 update: Callable[[Tensor, Tensor], Tensor] | None = None,
+                 on_start: Callable[[], object] | None = None) -> dict:
     """The epoch loop shared by training and QAT: shuffles, steps, checkpoints, resumes.
 
     ``on_epoch_start`` runs before each epoch (QAT recalibrates its ranges there). ``config``
@@ -252,6 +255,10 @@ def train_epochs(model: nn.Module, forward: Forward, data: TaskData, cfg: TrainC
     ``update`` (u, y) -> loss is one optimizer step; the default is the eager step of ``forward``,
     cross-entropy, ``grad_clip`` and ``optimizer`` (:class:`imssa.quant.TrainStep` without a
     graph); QAT passes one replayed from a CUDA graph.
+
+    ``on_start`` runs once the checkpoint (if resuming) is checked and loaded, before the first
+    epoch: the caller writes its config.json there, so a refused resume leaves the folder as it
+    was.
 
     Returns the history (per-epoch loss, validation accuracy and seconds).
     """
@@ -277,6 +284,8 @@ def train_epochs(model: nn.Module, forward: Forward, data: TaskData, cfg: TrainC
         history, start_epoch = ckpt["history"], ckpt["epoch"] + 1
         torch.set_rng_state(ckpt["rng"])
         print(f"resuming {out} after epoch {start_epoch}/{cfg.epochs}", flush=True)
+    if on_start is not None:
+        on_start()
     x_train, y_train = data.train.x.to(device), data.train.y.to(device)
     for epoch in range(start_epoch, cfg.epochs):
         if on_epoch_start is not None:
@@ -345,15 +354,16 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False) -> dict:
                          "not be evaluated, so it is not started")
     model = build_model(cfg, data).to(device)
     out.mkdir(parents=True, exist_ok=True)
-    write_json({"train": dataclasses.asdict(cfg), "model": model.cfg.to_dict()}, config_path)
     history = train_epochs(model, model, data, cfg, out, make_optimizer(model, cfg), device,
-                           resume)
+                           resume, on_start=lambda: write_json(
+                               {"train": dataclasses.asdict(cfg), "model": model.cfg.to_dict()},
+                               config_path))
     atomic_save({"model": model.state_dict(), "model_config": model.cfg.to_dict()},
                 out / "model.pt")
     model.eval()
     metrics = {
-        "task": cfg.task, "model": cfg.model, "seed": cfg.seed, "mode": "conv",
-        "test_accuracy": accuracy(model, data.test, device),
+        "task": cfg.task, "model": cfg.model, "architecture": model.cfg.to_dict(),
+        "seed": cfg.seed, "mode": "conv", "test_accuracy": accuracy(model, data.test, device),
         "val_accuracy": history["val_accuracy"][-1],
         "parameters": count_parameters(model),
         "epoch_seconds": history["epoch_seconds"],
@@ -446,7 +456,8 @@ def evaluate(run: str | Path, mode: str = "conv", device: str = "auto",
     forward = model_forward(model, ecfg.mode)
     t0 = time.perf_counter()
     acc = accuracy(forward, data.test, dev, desc=f"eval {ecfg.mode}")
-    metrics = {"task": cfg.task, "model": cfg.model, "seed": cfg.seed, "mode": ecfg.mode,
+    metrics = {"task": cfg.task, "model": cfg.model, "architecture": model.cfg.to_dict(),
+               "seed": cfg.seed, "mode": ecfg.mode,
                "test_accuracy": acc, "parameters": count_parameters(model),
                "eval_seconds": time.perf_counter() - t0, **environment(dev)}
     write_json(metrics, Path(run) / f"metrics_{ecfg.mode}.json")

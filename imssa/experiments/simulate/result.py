@@ -23,16 +23,18 @@ if TYPE_CHECKING:
 def build_dataset(accuracy: np.ndarray, seconds: np.ndarray, times: Sequence[float],
                   settings: Sequence[Setting], *, sweep: str | None, keep_setting: bool,
                   record_json: str, fingerprint: str, run: str, digital_accuracy: float,
-                  n_samples: int, device: torch.device, cost_json: str = "[]") -> xr.Dataset:
+                  n_samples: int, device: torch.device, cost_json: str = "[]",
+                  architecture_json: str = "{}") -> xr.Dataset:
     """accuracy (setting, t_inference, chip) and seconds (setting, t_inference) as a Dataset.
 
     ``keep_setting`` False drops the setting dimension (a single memristor, not a list). The
     swept field, if any, is a coordinate along ``setting``; attrs hold the record (configs as
-    JSON), its fingerprint, the run folder, the digital model's accuracy, the environment and
-    ``cost``: per setting, the chips' hardware cost (:meth:`imssa.cost.CostReport.to_dict`),
-    whose figures (energy and latency per inference, devices, conversions, ...) are also data
-    variables ``cost_<name>`` along ``setting``, with their units (:data:`imssa.cost.UNITS`;
-    NaN for a setting without them).
+    JSON; its ``model`` is the run's preset name), its fingerprint, the run folder,
+    ``architecture`` (the S4DConfig the model was built with, overrides applied, as JSON), the
+    digital model's accuracy, the environment and ``cost``: per setting, the chips' hardware
+    cost (:meth:`imssa.cost.CostReport.to_dict`), whose figures (energy and latency per
+    inference, devices, conversions, ...) are also data variables ``cost_<name>`` along
+    ``setting``, with their units (:data:`imssa.cost.UNITS`; NaN for a setting without them).
     """
     import xarray as xr
 
@@ -52,7 +54,7 @@ def build_dataset(accuracy: np.ndarray, seconds: np.ndarray, times: Sequence[flo
          **cost_variables(json.loads(cost_json), len(settings))},
         coords=coords,
         attrs={"title": "imssa crossbar simulation", "config": record_json,
-               "fingerprint": fingerprint, "run": run,
+               "fingerprint": fingerprint, "run": run, "architecture": architecture_json,
                "digital_accuracy": float(digital_accuracy), "n_samples": int(n_samples),
                "sweep": sweep or "", "cost": cost_json,
                **{f"env_{k}": str(v) for k, v in environment(device).items()}})

@@ -180,7 +180,8 @@ def simulate(run: str | Path, memristor: Device | DeviceConfig | Sequence[Device
                        record_json=json.dumps(inputs.record, sort_keys=True), fingerprint=fp,
                        run=str(Path(run).resolve()), digital_accuracy=digital["accuracy"],
                        n_samples=len(inputs.split.y), device=device,
-                       cost_json=json.dumps([costs.get(s.index) for s in setting_list]))
+                       cost_json=json.dumps([costs.get(s.index) for s in setting_list]),
+                       architecture_json=json.dumps(inputs.model.cfg.to_dict()))
     if out_path is not None:
         write_dataset(ds, out_path)
         store.remove()
