@@ -12,6 +12,9 @@ stages by leaving each out (0) or doing it twice (2), through the kernel's const
     math   the arrays' products with their drives, the currents (0 none, 2 twice)
     io     the per-step load of u and store of y (0: u loaded once, y stored once at the end)
 
+and the previous kernel beside it: "gen=0" (Triton's tl.randn4x), "quant=0" (IEEE division),
+"previous" (both), the kernel before its cheaper normals and converters (scan_triton_ops).
+
 A stage's time is estimated twice: base - left out, and doubled - base (the two differ where
 the compiler overlaps a stage with others, e.g. memory with arithmetic). "launch" is the kernel
 on a sequence of one step (launch, setup and the arrays' loads). Beside them: the job's counted
@@ -49,7 +52,8 @@ from imssa.ssm import S4DConfig, S4DModel, preset
 FULL_SEQUENCES, FULL_LENGTH, FULL_CHIPS = 10_000, 784, 10
 G_MAX = 25.0  # µS
 VARIANTS = [("base", {})] + [(f"{s}={v}", {s: v}) for s in ("rng", "conv", "math", "io")
-                             for v in (0, 2)]
+                             for v in (0, 2)] + [
+    ("gen=0", {"gen": 0}), ("quant=0", {"quant": 0}), ("previous", {"gen": 0, "quant": 0})]
 #: Peak rates (FP32 FLOP/s without tensor cores, HBM bytes/s) by device name, from NVIDIA's
 #: datasheets (H100 SXM, H200 SXM); None elsewhere.
 PEAKS = {"H200": (67e12, 4.8e12), "H100": (67e12, 3.35e12)}

@@ -239,7 +239,10 @@ def compare_case(name: str, device: str) -> dict:
         x = xbar.encoder(u)
         ssm = xbar.blocks[0].ssm
         y = ssm.fused(x)
-        return {f"{k}=2": bool(torch.equal(ssm.fused(x, {k: 2}), y)) for k in ("conv", "math", "io")}
+        out = {f"{k}=2": bool(torch.equal(ssm.fused(x, {k: 2}), y)) for k in ("conv", "math", "io")}
+        # the previous kernel's converters (IEEE division, rounding from floor): the same values
+        out["quant=0"] = bool(torch.equal(ssm.fused(x, {"quant": 0}), y))
+        return out
     xbar, model, u = _crossbar(name, device)
     tC = xbar.blocks[0].ssm.parts["C"]
     out: dict = {"pieces": tC.now.W.shape[2] if tC is not None else 0}
@@ -380,6 +383,19 @@ def test_dispatch_only_where_the_kernel_applies(monkeypatch):
             set_time(analog, 0.0)
             with pytest.raises(ImssaError, match="TRITON_INTERPRET|triton cannot"):
                 analog(u, mode="recurrent")
+
+
+def test_kernel_choice_is_checked(monkeypatch):
+    """IMSSA_CROSSBAR_KERNEL (the benchmarks' previous-kernel switch) refuses other words before
+    any launch."""
+    monkeypatch.setenv("IMSSA_CROSSBAR_KERNEL", "fastest")
+    model = S4DModel(S4DConfig(d_input=2, d_model=2, d_state=2, n_classes=3)).eval()
+    xbar = convert(model, MappingConfig(), IdealDevice(), PeripheryConfig(adc_bits=8))
+    u = torch.randn(1, 3, 2)
+    calibrate(xbar, u)
+    set_time(xbar, 0.0)
+    with torch.no_grad(), pytest.raises(ImssaError, match="IMSSA_CROSSBAR_KERNEL"):
+        xbar.blocks[0].ssm.fused(xbar.encoder(u))
 
 
 @pytest.mark.parametrize("ssm, mapping, digital, match", [

@@ -24,26 +24,32 @@ after their ADCs), so Triton compiles one specialization per configuration and t
 only packs arrays and picks flags. S sensed state columns per mode = (2 if POL) x (2 if SPLIT)
 x PAIRS; B's columns are widened onto a split A's (``Role.widen``).
 
-Rounding is the loop's (IEEE division, half to even, saturation) and, for the state columns
-and the digital parts of the state, so is the order of every sum: A's rows add to B's currents
-with one FMA each, as torch's ``addcmul_`` does in its vectorized body (its scalar tail, for
-sizes off its vector width, rounds the product first, so the loop itself is not one rounding).
-With noiseless reads the state is then the loop's bit for bit in Triton's interpreter, and
-compiled code may contract other multiply-adds into FMAs (Triton 3.9's default). The output
-columns sum over modes and pieces in another order (so an ADC step may rarely flip where a sum
-lies within float error of a boundary, and a digital C differs by float32 rounding of its sum).
-The Gaussian draws n differ: Triton's Philox (``tl.randn4x`` per mode and draw, one draw for
-S <= 4 sensed columns, two for S = 8; ``tl.randn`` for S = 1 and per output piece) with key = a
-seed drawn from the pass's generator + step * chips + chip and DRAWS * M + P counters per (batch
-row, channel), so results are reproducible from the generator but are not the loop's numbers.
+Rounding is the loop's (round(v / step) half to even, saturation: the same values from a
+reciprocal step and an FMA correction instead of a division, :mod:`~imssa.crossbar.scan_triton_ops`)
+and, for the state columns and the digital parts of the state, so is the order of every sum: A's
+rows add to B's currents with one FMA each, as torch's ``addcmul_`` does in its vectorized body
+(its scalar tail, for sizes off its vector width, rounds the product first, so the loop itself
+is not one rounding). With noiseless reads the state is then the loop's bit for bit in Triton's
+interpreter, and compiled code may contract other multiply-adds into FMAs (Triton 3.9's
+default). The output columns sum over modes and pieces in another order (so an ADC step may
+rarely flip where a sum lies within float error of a boundary, and a digital C differs by
+float32 rounding of its sum). The Gaussian draws n differ: counter-based Philox (Philox2x32-10
+per mode and draw for S <= 2 sensed columns, Philox4x32-10 for S = 4, two of those for S = 8;
+Philox2x32-10 per output piece) and cuRAND's Box-Muller (:mod:`~imssa.crossbar.scan_triton_ops`),
+with key = a seed drawn from the pass's generator + step * chips + chip and DRAWS * M + P
+counters per (batch row, channel), so results are reproducible from the generator but are not
+the loop's numbers.
 
 Stage switches (RNG, CONV, MATH, IO; 1 by default) leave a stage out or do it twice for
 ``benchmarks/profile_kernel.py``; the default specialization compiles to the same code as
-without them.
+without them. GEN and QUANT 0 (``stages``, or ``IMSSA_CROSSBAR_KERNEL=previous`` for every
+launch) select the previous kernel's generator (Triton's ``tl.randn4x``) and converter
+arithmetic (IEEE division), to time both in one run.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 import torch
@@ -53,10 +59,18 @@ from torch import Tensor
 from imssa.crossbar.periphery import PeripheryConfig, grid_step, levels
 from imssa.crossbar.scan_triton_kernel import _crossbar_scan_kernel
 from imssa.crossbar.tile import SensedArrays
+from imssa.errors import ImssaError
 
 _COUNTERS = 2**31  # Philox counters (int32) per chip and step
 #: The profile's stage switches (``crossbar_scan(stages=)``): name -> the kernel's constexpr.
-STAGES = {"rng": "RNG", "conv": "CONV", "math": "MATH", "io": "IO"}
+#: "gen", "quant" (1 by default): the normal generator and converter arithmetic, 0 for the previous
+#: kernel's; "fast" (2 compiled, 0 in the interpreter): the generator's approximate instructions,
+#: 1 the sine and cosine only (scan_triton_ops); to compare them in one run.
+STAGES = {"rng": "RNG", "conv": "CONV", "math": "MATH", "io": "IO", "gen": "GEN", "quant": "QUANT",
+          "fast": "FAST"}
+#: ``IMSSA_CROSSBAR_KERNEL``: the default of those two (unset: "current"), for a whole-job benchmark
+#: of the previous kernel beside the current one in one process.
+KERNELS = {"current": {}, "previous": {"gen": 0, "quant": 0}}
 
 
 def _launch_config(B: int, M: int) -> tuple[int, int, int]:
@@ -125,7 +139,10 @@ def crossbar_scan(x: Tensor, u: Tensor, arrays: dict[str, SensedArrays],
             columns of their own).
         increment: the increment form (the array holds A_bar - 1, the register accumulates).
         stages: for the profile only, {"rng" | "conv" | "math" | "io": 0 (left out) or 2
-            (twice)}; the outputs are then not the layer's (:data:`STAGES`).
+            (twice)}; the outputs are then not the layer's (:data:`STAGES`). For benchmarks,
+            {"gen" | "quant": 0}: the previous kernel's normal generator or converter arithmetic
+            (the same outputs for "quant", other draws for "gen"); {"fast": 1}: the generator's
+            exact log (compiled only).
 
     Returns:
         y (z, B, L, H).
@@ -181,6 +198,10 @@ def crossbar_scan(x: Tensor, u: Tensor, arrays: dict[str, SensedArrays],
     clip = x.new_tensor(cfg_reg.state_clip or 0.0)
     scal = torch.stack([step_x, step_s, clip])  # state DAC step, register step, state clip
 
+    choice = os.environ.get("IMSSA_CROSSBAR_KERNEL") or "current"
+    if choice not in KERNELS:
+        raise ImssaError(f"IMSSA_CROSSBAR_KERNEL must be one of {', '.join(KERNELS)}, not {choice!r}")
+    kernel = KERNELS[choice]
     raw = u is not x  # digital parts read x, analog ones u
     x, u = x.contiguous(), u.contiguous()
     y = torch.empty((z, Bsz, L, H), dtype=x.dtype, device=x.device)
@@ -209,7 +230,7 @@ def crossbar_scan(x: Tensor, u: Tensor, arrays: dict[str, SensedArrays],
                                                or cfg_cd.output_noise > 0),
             ADC_AB=state_tile is not None and cfg_ab.adc_bits is not None,
             ADC_CD=out_tile is not None and cfg_cd.adc_bits is not None,
-            DAC=dac_x, REG=reg,
+            DAC=dac_x, REG=reg, FAST=2 if x.is_cuda else 0,
             BLOCK_B=BLOCK_B, BLOCK_N=BLOCK_N, BLOCK_P=triton.next_power_of_2(P),
-            num_warps=num_warps, **{STAGES[k]: v for k, v in (stages or {}).items()})
+            num_warps=num_warps, **{STAGES[k]: v for k, v in ({**kernel, **(stages or {})}).items()})
     return y

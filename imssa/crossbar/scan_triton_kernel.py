@@ -30,12 +30,17 @@ def _crossbar_scan_kernel(
     NOISE_AB: tl.constexpr, NOISE_CD: tl.constexpr, ADC_AB: tl.constexpr, ADC_CD: tl.constexpr,
     DAC: tl.constexpr, REG: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_P: tl.constexpr,
+    FAST: tl.constexpr = 0,
     RNG: tl.constexpr = 1, CONV: tl.constexpr = 1, MATH: tl.constexpr = 1, IO: tl.constexpr = 1,
+    GEN: tl.constexpr = 1, QUANT: tl.constexpr = 1,
 ):
     # RNG, CONV, MATH, IO: stages of the profile (benchmarks/profile_kernel.py), 1 as is, 0 left
     # out, 2 done twice: the normal draws, the converters, the arrays' products with their drives
     # (the currents), the per-step load of u and store of y. nudge: a runtime 0 the doubled
-    # stages add so that the compiler cannot merge them with the first.
+    # stages add so that the compiler cannot merge them with the first. GEN, QUANT: the normal
+    # generator and the converters' arithmetic, 1 this kernel's, 0 the previous kernel's (for a
+    # same-run comparison; scan_triton_ops). FAST: the draws' approximate instructions (compiled
+    # only): 1 sine and cosine, 2 also the log; 0 in Triton's interpreter.
     zero = nudge.to(tl.float32)
     pid = tl.program_id(0)
     h = pid % H  # neighbouring programs: neighbouring channels of the same rows
@@ -70,6 +75,7 @@ def _crossbar_scan_kernel(
         nv_ab = tl.load(ab + 7 * M * S, mask=mask_ns, other=0.0)[None, :, :]
     if ADC_AB:
         step_ab = tl.load(ab + 6 * M * S, mask=mask_ns, other=1.0)[None, :, :]
+        rstep_ab = tl.math.div_rn(1.0, step_ab)  # reciprocal steps, once (scan_triton_ops)
     alpha_r = tl.load(alpha_ptr + ch * 2 * M + offs_n, mask=mask_n, other=0.0)[None, :]
     alpha_i = tl.load(alpha_ptr + ch * 2 * M + M + offs_n, mask=mask_n, other=0.0)[None, :]
 
@@ -90,6 +96,7 @@ def _crossbar_scan_kernel(
     w_d = tl.load(chv)
     v_d = tl.load(chv + 1)
     step_cd = tl.load(chv + 2)
+    rstep_cd = tl.math.div_rn(1.0, step_cd)
     nv_cd = tl.load(chv + 3)
     alpha_cd = tl.load(chv + 4)
     d_exact = tl.load(chv + 5)
@@ -108,6 +115,8 @@ def _crossbar_scan_kernel(
     step_x = tl.load(scal_ptr)  # DAC of the state
     step_s = tl.load(scal_ptr + 1)  # state register
     clip = tl.load(scal_ptr + 2)
+    rstep_x = tl.math.div_rn(1.0, step_x)
+    rstep_s = tl.math.div_rn(1.0, step_s)
 
     # Philox: key per (chip, step), counters per (row, channel): DRAWS x M modes, then P pieces
     seed = tl.load(seed_ptr)
@@ -169,9 +178,9 @@ def _crossbar_scan_kernel(
                 if A_ON and PAIRS == 2:
                     var = tl.fma((sd_i * sd_i)[:, :, None], va_i, var)
                 var = var + nv_ab
-                o = o + tl.sqrt(var) * _normals(key, ctr_ab, offs_s, M, S, RNG)
+                o = o + tl.sqrt(var) * _normals(key, ctr_ab, offs_s, M, S, RNG, GEN, FAST)
             if ADC_AB:
-                o = _convert(o, step_ab, q_ab, CONV)
+                o = _convert(o, step_ab, rstep_ab, q_ab, CONV, QUANT)
             s_r = _decoded(o, offs_s, 0, S, POL)
             if PAIRS == 2:
                 s_i = _decoded(o, offs_s, 1, S, POL)
@@ -193,13 +202,13 @@ def _crossbar_scan_kernel(
         if INCREMENT:  # the accumulator adds its own content
             s_r = x_r + s_r
             s_i = x_i + s_i
-        x_r = _register(s_r, step_s, clip, q_state, REG, CONV)
+        x_r = _register(s_r, step_s, rstep_s, clip, q_state, REG, CONV, QUANT)
         if PAIRS == 2:
-            x_i = _register(s_i, step_s, clip, q_state, REG, CONV)
+            x_i = _register(s_i, step_s, rstep_s, clip, q_state, REG, CONV, QUANT)
         if DAC:
-            sd_r = _convert(x_r, step_x, q_x, CONV)
+            sd_r = _convert(x_r, step_x, rstep_x, q_x, CONV, QUANT)
             if PAIRS == 2:
-                sd_i = _convert(x_i, step_x, q_x, CONV)
+                sd_i = _convert(x_i, step_x, rstep_x, q_x, CONV, QUANT)
         else:
             sd_r = x_r
             sd_i = x_i
@@ -230,9 +239,9 @@ def _crossbar_scan_kernel(
                 if D_ON:
                     var_c = var_c + tl.where(first, u2 * u2 * v_d, 0.0)
                 var_c = var_c + nv_cd
-                o_c = o_c + tl.sqrt(var_c) * _normal(key, ctr_cd, RNG)
+                o_c = o_c + tl.sqrt(var_c) * _normal(key, ctr_cd, RNG, GEN, FAST)
             if ADC_CD:
-                o_c = _convert(o_c, step_cd, q_cd, CONV)
+                o_c = _convert(o_c, step_cd, rstep_cd, q_cd, CONV, QUANT)
             y = tl.sum(tl.where(mask_p, o_c, 0.0), axis=1) * alpha_cd
         if not C_ON:  # sum_n 2 Re(C s) (complex; C s real), exactly, from the register
             if PAIRS == 2:
