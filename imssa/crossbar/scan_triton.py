@@ -142,7 +142,8 @@ def crossbar_scan(x: Tensor, u: Tensor, arrays: dict[str, SensedArrays],
             (twice)}; the outputs are then not the layer's (:data:`STAGES`). For benchmarks,
             {"gen" | "quant": 0}: the previous kernel's normal generator or converter arithmetic
             (the same outputs for "quant", other draws for "gen"); {"fast": 1}: the generator's
-            exact log (compiled only).
+            exact log (compiled only); {"warps": n}: n warps a program instead of
+            :func:`_launch_config`'s (the same outputs).
 
     Returns:
         y (z, B, L, H).
@@ -201,7 +202,7 @@ def crossbar_scan(x: Tensor, u: Tensor, arrays: dict[str, SensedArrays],
     choice = os.environ.get("IMSSA_CROSSBAR_KERNEL") or "current"
     if choice not in KERNELS:
         raise ImssaError(f"IMSSA_CROSSBAR_KERNEL must be one of {', '.join(KERNELS)}, not {choice!r}")
-    kernel = KERNELS[choice]
+    switches = {**KERNELS[choice], **(stages or {})}
     raw = u is not x  # digital parts read x, analog ones u
     x, u = x.contiguous(), u.contiguous()
     y = torch.empty((z, Bsz, L, H), dtype=x.dtype, device=x.device)
@@ -211,6 +212,7 @@ def crossbar_scan(x: Tensor, u: Tensor, arrays: dict[str, SensedArrays],
     seeds = torch.randint(0, 2**62, (len(starts),), generator=generator, dtype=torch.int64,
                           device=x.device)
     BLOCK_B, BLOCK_N, num_warps = _launch_config(min(Bsz, rows), M)
+    num_warps = switches.pop("warps", num_warps)  # the profile's launch variants
     for i, b0 in enumerate(starts):
         u_i, x_i, y_i = u[:, b0:b0 + rows], x[:, b0:b0 + rows], y[:, b0:b0 + rows]
         NB = triton.cdiv(u_i.shape[1], BLOCK_B)
@@ -232,5 +234,5 @@ def crossbar_scan(x: Tensor, u: Tensor, arrays: dict[str, SensedArrays],
             ADC_CD=out_tile is not None and cfg_cd.adc_bits is not None,
             DAC=dac_x, REG=reg, FAST=2 if x.is_cuda else 0,
             BLOCK_B=BLOCK_B, BLOCK_N=BLOCK_N, BLOCK_P=triton.next_power_of_2(P),
-            num_warps=num_warps, **{STAGES[k]: v for k, v in ({**kernel, **(stages or {})}).items()})
+            num_warps=num_warps, **{STAGES[k]: v for k, v in switches.items()})
     return y
