@@ -42,9 +42,11 @@ the loop's numbers.
 
 Stage switches (RNG, CONV, MATH, IO; 1 by default) leave a stage out or do it twice for
 ``benchmarks/profile_kernel.py``; the default specialization compiles to the same code as
-without them. GEN and QUANT 0 (``stages``, or ``IMSSA_CROSSBAR_KERNEL=previous`` for every
-launch) select the previous kernel's generator (Triton's ``tl.randn4x``) and converter
-arithmetic (IEEE division), to time both in one run.
+without them. GEN, QUANT and COLS 0 (``stages``, or ``IMSSA_CROSSBAR_KERNEL=previous`` for
+every launch) select the previous kernel's generator (Triton's ``tl.randn4x``), converter
+arithmetic (IEEE division) and layout (a mode's S sensed columns as one (BB BN S) tensor, where
+COLS 1 holds S <= 2 columns as (BB BN) tensors of their own: no conversions of layout through
+shared memory, and their barriers, every step), to time them in one run.
 """
 
 from __future__ import annotations
@@ -63,14 +65,15 @@ from imssa.errors import ImssaError
 
 _COUNTERS = 2**31  # Philox counters (int32) per chip and step
 #: The profile's stage switches (``crossbar_scan(stages=)``): name -> the kernel's constexpr.
-#: "gen", "quant" (1 by default): the normal generator and converter arithmetic, 0 for the previous
-#: kernel's; "fast" (2 compiled, 0 in the interpreter): the generator's approximate instructions,
-#: 1 the sine and cosine only (scan_triton_ops); to compare them in one run.
+#: "gen", "quant", "cols" (1 by default): the normal generator, the converter arithmetic and a
+#: mode's S <= 2 sensed columns as tensors of their own, 0 for the previous kernel's; "fast" (2
+#: compiled, 0 in the interpreter): the generator's approximate instructions, 1 the sine and
+#: cosine only (scan_triton_ops, scan_triton_kernel); to compare them in one run.
 STAGES = {"rng": "RNG", "conv": "CONV", "math": "MATH", "io": "IO", "gen": "GEN", "quant": "QUANT",
-          "fast": "FAST"}
+          "fast": "FAST", "cols": "COLS"}
 #: ``IMSSA_CROSSBAR_KERNEL``: the default of those two (unset: "current"), for a whole-job benchmark
 #: of the previous kernel beside the current one in one process.
-KERNELS = {"current": {}, "previous": {"gen": 0, "quant": 0}}
+KERNELS = {"current": {}, "previous": {"gen": 0, "quant": 0, "cols": 0}}
 
 
 def _launch_config(B: int, M: int) -> tuple[int, int, int]:
@@ -141,7 +144,8 @@ def crossbar_scan(x: Tensor, u: Tensor, arrays: dict[str, SensedArrays],
         stages: for the profile only, {"rng" | "conv" | "math" | "io": 0 (left out) or 2
             (twice)}; the outputs are then not the layer's (:data:`STAGES`). For benchmarks,
             {"gen" | "quant": 0}: the previous kernel's normal generator or converter arithmetic
-            (the same outputs for "quant", other draws for "gen"); {"fast": 1}: the generator's
+            (the same outputs for "quant" and "cols", other draws for "gen"); {"cols": 0}: a
+            mode's sensed columns in one (BB BN S) tensor; {"fast": 1}: the generator's
             exact log (compiled only); {"warps": n}: n warps a program instead of
             :func:`_launch_config`'s (the same outputs).
 

@@ -7,7 +7,15 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from imssa.crossbar.scan_triton_ops import _convert, _decoded, _normal, _normals, _register, _state_mean
+from imssa.crossbar.scan_triton_ops import (
+    _column_arrays,
+    _convert,
+    _decoded,
+    _normal_pair,
+    _normals,
+    _register,
+    _sensed,
+)
 
 # Arrays packed per (chip, channel) (constexpr, as globals a kernel reads must be). State columns,
 # (M, S) each: W_A (re in), W_A (im in), W_B, V_A (re in), V_A (im in), V_B, ADC step, output-noise var
@@ -32,7 +40,7 @@ def _crossbar_scan_kernel(
     BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_P: tl.constexpr,
     FAST: tl.constexpr = 0,
     RNG: tl.constexpr = 1, CONV: tl.constexpr = 1, MATH: tl.constexpr = 1, IO: tl.constexpr = 1,
-    GEN: tl.constexpr = 1, QUANT: tl.constexpr = 1,
+    GEN: tl.constexpr = 1, QUANT: tl.constexpr = 1, COLS: tl.constexpr = 1,
 ):
     # RNG, CONV, MATH, IO: stages of the profile (benchmarks/profile_kernel.py), 1 as is, 0 left
     # out, 2 done twice: the normal draws, the converters, the arrays' products with their drives
@@ -40,7 +48,11 @@ def _crossbar_scan_kernel(
     # stages add so that the compiler cannot merge them with the first. GEN, QUANT: the normal
     # generator and the converters' arithmetic, 1 this kernel's, 0 the previous kernel's (for a
     # same-run comparison; scan_triton_ops). FAST: the draws' approximate instructions (compiled
-    # only): 1 sine and cosine, 2 also the log; 0 in Triton's interpreter.
+    # only): 1 sine and cosine, 2 also the log; 0 in Triton's interpreter. COLS: S <= 2 sensed
+    # columns a mode as (BB BN) tensors of their own (1), or as one (BB BN S) tensor, whose
+    # conversions between layouts cost shared-memory round trips and barriers every step (0,
+    # the previous kernel's; S > 2 always).
+    COLUMNS: tl.constexpr = COLS == 1 and S <= 2
     zero = nudge.to(tl.float32)
     pid = tl.program_id(0)
     h = pid % H  # neighbouring programs: neighbouring channels of the same rows
@@ -56,16 +68,26 @@ def _crossbar_scan_kernel(
 
     # state columns: (BN, S) per row of the pack
     ab = ab_ptr + ch * (_AB_ROWS * M * S) + offs_n[:, None] * S + offs_s[None, :]
-    wa_r = 0.0  # placeholders of digital parts, for _state_mean's signature
+    wa_r = 0.0  # placeholders of digital or noiseless parts, for _sensed's signature
     wa_i = 0.0
     wb = 0.0
-    if A_ON:
+    va_r = 0.0
+    va_i = 0.0
+    vb = 0.0
+    nv_ab = 0.0
+    col = ab_ptr + ch * (_AB_ROWS * M * S) + offs_n * S  # COLUMNS: (1 BN) per column and row
+    if COLUMNS:
+        wa_r0, wa_i0, wb0, va_r0, va_i0, vb0, nv0, st0, rs0 = _column_arrays(col, M * S, mask_n)
+        if S == 2:
+            wa_r1, wa_i1, wb1, va_r1, va_i1, vb1, nv1, st1, rs1 = _column_arrays(col + 1, M * S,
+                                                                                 mask_n)
+    elif A_ON:
         wa_r = tl.load(ab, mask=mask_ns, other=0.0)[None, :, :]
         if PAIRS == 2:
             wa_i = tl.load(ab + M * S, mask=mask_ns, other=0.0)[None, :, :]
-    if B_ON:
+    if B_ON and not COLUMNS:
         wb = tl.load(ab + 2 * M * S, mask=mask_ns, other=0.0)[None, :, :]
-    if NOISE_AB:
+    if NOISE_AB and not COLUMNS:
         if A_ON:
             va_r = tl.load(ab + 3 * M * S, mask=mask_ns, other=0.0)[None, :, :]
             if PAIRS == 2:
@@ -73,7 +95,7 @@ def _crossbar_scan_kernel(
         if B_ON:
             vb = tl.load(ab + 5 * M * S, mask=mask_ns, other=0.0)[None, :, :]
         nv_ab = tl.load(ab + 7 * M * S, mask=mask_ns, other=0.0)[None, :, :]
-    if ADC_AB:
+    if ADC_AB and not COLUMNS:
         step_ab = tl.load(ab + 6 * M * S, mask=mask_ns, other=1.0)[None, :, :]
         rstep_ab = tl.math.div_rn(1.0, step_ab)  # reciprocal steps, once (scan_triton_ops)
     alpha_r = tl.load(alpha_ptr + ch * 2 * M + offs_n, mask=mask_n, other=0.0)[None, :]
@@ -160,25 +182,31 @@ def _crossbar_scan_kernel(
         # state columns: B's currents, then A's, on the same columns (tile.sense's order)
         s_r = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
         s_i = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
-        if STATE_ON:
-            if MATH == 0:
-                o = tl.zeros((BLOCK_B, BLOCK_N, S), dtype=tl.float32)
-            else:
-                o = _state_mean(u3, sd_r, sd_i, wa_r, wa_i, wb, A_ON, B_ON, PAIRS)  # (BB BN S)
-            if MATH == 2:
-                o = tl.fma(_state_mean(u3 + zero, sd_r + zero, sd_i + zero, wa_r, wa_i, wb, A_ON,
-                                       B_ON, PAIRS), zero, o)
-            if NOISE_AB:  # periphery.sense: o + sqrt(var) n, then the ADC
-                if B_ON:
-                    var = u3 * u3 * vb
-                    if A_ON:
-                        var = tl.fma((sd_r * sd_r)[:, :, None], va_r, var)
-                else:
-                    var = (sd_r * sd_r)[:, :, None] * va_r
-                if A_ON and PAIRS == 2:
-                    var = tl.fma((sd_i * sd_i)[:, :, None], va_i, var)
-                var = var + nv_ab
-                o = o + tl.sqrt(var) * _normals(key, ctr_ab, offs_s, M, S, RNG, GEN, FAST)
+        if STATE_ON and COLUMNS:  # a mode's one or two sensed columns, (BB BN) each
+            n0 = 0.0
+            n1 = 0.0
+            if NOISE_AB:
+                n0, n1 = _normal_pair(key, ctr_ab, RNG, GEN, FAST)
+            o0 = _sensed(u2, sd_r, sd_i, wa_r0, wa_i0, wb0, va_r0, va_i0, vb0, nv0, n0, zero, A_ON,
+                         B_ON, PAIRS, NOISE_AB, MATH)
+            if ADC_AB:
+                o0 = _convert(o0, st0, rs0, q_ab, CONV, QUANT)
+            s_r = o0
+            if S == 2:
+                o1 = _sensed(u2, sd_r, sd_i, wa_r1, wa_i1, wb1, va_r1, va_i1, vb1, nv1, n1, zero,
+                             A_ON, B_ON, PAIRS, NOISE_AB, MATH)
+                if ADC_AB:
+                    o1 = _convert(o1, st1, rs1, q_ab, CONV, QUANT)
+                if PAIRS == 2:  # re, im (Role.decode)
+                    s_i = o1
+                else:  # polarity-doubled: (o_0 - o_1) / 2, as _decoded
+                    s_r = (o0 - o1) * 0.5
+        if STATE_ON and not COLUMNS:
+            n = 0.0
+            if NOISE_AB:
+                n = _normals(key, ctr_ab, offs_s, M, S, RNG, GEN, FAST)
+            o = _sensed(u3, sd_r[:, :, None], sd_i[:, :, None], wa_r, wa_i, wb, va_r, va_i, vb,
+                        nv_ab, n, zero, A_ON, B_ON, PAIRS, NOISE_AB, MATH)  # (BB BN S)
             if ADC_AB:
                 o = _convert(o, step_ab, rstep_ab, q_ab, CONV, QUANT)
             s_r = _decoded(o, offs_s, 0, S, POL)
@@ -187,6 +215,7 @@ def _crossbar_scan_kernel(
             if SPLIT:  # the diagonal part's outputs plus the off-diagonal part's
                 s_r = s_r + _decoded(o, offs_s, 2, S, POL)
                 s_i = s_i + _decoded(o, offs_s, 3, S, POL)
+        if STATE_ON:
             s_r = s_r * alpha_r
             s_i = s_i * alpha_i
         if not A_ON:  # A_bar s, exactly, from the register
@@ -239,7 +268,8 @@ def _crossbar_scan_kernel(
                 if D_ON:
                     var_c = var_c + tl.where(first, u2 * u2 * v_d, 0.0)
                 var_c = var_c + nv_cd
-                o_c = o_c + tl.sqrt(var_c) * _normal(key, ctr_cd, RNG, GEN, FAST)
+                n_cd, _ = _normal_pair(key, ctr_cd, RNG, GEN, FAST)
+                o_c = o_c + tl.sqrt(var_c) * n_cd
             if ADC_CD:
                 o_c = _convert(o_c, step_cd, rstep_cd, q_cd, CONV, QUANT)
             y = tl.sum(tl.where(mask_p, o_c, 0.0), axis=1) * alpha_cd

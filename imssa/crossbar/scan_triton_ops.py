@@ -175,31 +175,78 @@ def _normals(key, ctr, offs_s, M, S: tl.constexpr, RNG: tl.constexpr, GEN: tl.co
 
 
 @triton.jit
-def _normal(key, ctr, RNG: tl.constexpr, GEN: tl.constexpr, FAST: tl.constexpr):
-    """One N(0, 1) per counter (the output pieces); RNG as :func:`_normals`."""
+def _normal_pair(key, ctr, RNG: tl.constexpr, GEN: tl.constexpr, FAST: tl.constexpr):
+    """Two N(0, 1) per counter (a mode's S <= 2 sensed columns; an output piece: the first);
+    RNG as :func:`_normals`."""
     if RNG == 0:
-        n = tl.zeros(ctr.shape, dtype=tl.float32)
+        n0 = tl.zeros(ctr.shape, dtype=tl.float32)
+        n1 = n0
     else:
-        n, _ = _gauss2(key, ctr, GEN, FAST)
+        n0, n1 = _gauss2(key, ctr, GEN, FAST)
         if RNG == 2:
-            m, _ = _gauss2(key + 1, ctr, GEN, FAST)
-            n = (n + m) * 0.7071067811865476
-    return n
+            m0, m1 = _gauss2(key + 1, ctr, GEN, FAST)
+            n0 = (n0 + m0) * 0.7071067811865476
+            n1 = (n1 + m1) * 0.7071067811865476
+    return n0, n1
 
 
 @triton.jit
-def _state_mean(u3, sd_r, sd_i, wa_r, wa_i, wb, A_ON: tl.constexpr, B_ON: tl.constexpr,
-                PAIRS: tl.constexpr):
-    """The state columns' currents (BB BN S): B's, then A's rows added as the loop's addcmul_
-    does (one FMA each)."""
-    if B_ON:
-        o = u3 * wb
-        if A_ON:
-            o = tl.fma(sd_r[:, :, None], wa_r, o)
+def _column_arrays(col, MS, mask_n):
+    """One sensed state column of each mode, (1 BN) per row of the pack (zeros where a part is
+    digital or noiseless): W_A re in, W_A im in, W_B, V_A re in, V_A im in, V_B, output-noise
+    variance, ADC step and its reciprocal."""
+    wa_r = tl.load(col, mask=mask_n, other=0.0)[None, :]
+    wa_i = tl.load(col + MS, mask=mask_n, other=0.0)[None, :]
+    wb = tl.load(col + 2 * MS, mask=mask_n, other=0.0)[None, :]
+    va_r = tl.load(col + 3 * MS, mask=mask_n, other=0.0)[None, :]
+    va_i = tl.load(col + 4 * MS, mask=mask_n, other=0.0)[None, :]
+    vb = tl.load(col + 5 * MS, mask=mask_n, other=0.0)[None, :]
+    step = tl.load(col + 6 * MS, mask=mask_n, other=1.0)[None, :]
+    nv = tl.load(col + 7 * MS, mask=mask_n, other=0.0)[None, :]
+    return wa_r, wa_i, wb, va_r, va_i, vb, nv, step, tl.math.div_rn(1.0, step)
+
+
+@triton.jit
+def _sensed(u, sd_r, sd_i, wa_r, wa_i, wb, va_r, va_i, vb, nv, n, zero, A_ON: tl.constexpr,
+            B_ON: tl.constexpr, PAIRS: tl.constexpr, NOISE: tl.constexpr, MATH: tl.constexpr):
+    """The sensed state columns before their ADC (``periphery.sense``): the currents
+    (:func:`_state_mean`) plus sqrt(var) n, var = u^2 V_B + s_d^2 V_A + output-noise variance
+    (that order). Any shape: (BB BN) tensors of one column, or (BB BN S) of a mode's S columns
+    (u, sd_r, sd_i then broadcast to it). MATH (the profile): 1 as is, 0 no currents, 2 the
+    currents twice (``zero``: a runtime 0)."""
+    if MATH == 0:
+        o = tl.zeros_like(_state_mean(u, sd_r, sd_i, wa_r, wa_i, wb, A_ON, B_ON, PAIRS))
     else:
-        o = sd_r[:, :, None] * wa_r
+        o = _state_mean(u, sd_r, sd_i, wa_r, wa_i, wb, A_ON, B_ON, PAIRS)
+    if MATH == 2:
+        o = tl.fma(_state_mean(u + zero, sd_r + zero, sd_i + zero, wa_r, wa_i, wb, A_ON, B_ON,
+                               PAIRS), zero, o)
+    if NOISE:
+        if B_ON:
+            var = u * u * vb
+            if A_ON:
+                var = tl.fma(sd_r * sd_r, va_r, var)
+        else:
+            var = (sd_r * sd_r) * va_r
+        if A_ON and PAIRS == 2:
+            var = tl.fma(sd_i * sd_i, va_i, var)
+        o = o + tl.sqrt(var + nv) * n
+    return o
+
+
+@triton.jit
+def _state_mean(u, sd_r, sd_i, wa_r, wa_i, wb, A_ON: tl.constexpr, B_ON: tl.constexpr,
+                PAIRS: tl.constexpr):
+    """The state columns' currents (shapes as :func:`_sensed`): B's, then A's rows added as the
+    loop's addcmul_ does (one FMA each)."""
+    if B_ON:
+        o = u * wb
+        if A_ON:
+            o = tl.fma(sd_r, wa_r, o)
+    else:
+        o = sd_r * wa_r
     if A_ON and PAIRS == 2:
-        o = tl.fma(sd_i[:, :, None], wa_i, o)
+        o = tl.fma(sd_i, wa_i, o)
     return o
 
 
