@@ -45,7 +45,7 @@ Stage switches (RNG, CONV, MATH, IO; 1 by default) leave a stage out or do it tw
 without them. GEN, QUANT and COLS 0 (``stages``, or ``IMSSA_CROSSBAR_KERNEL=previous`` for
 every launch) select the previous kernel's generator (Triton's ``tl.randn4x``), converter
 arithmetic (IEEE division) and layout (a mode's S sensed columns as one (BB BN S) tensor, where
-COLS 1 holds S <= 2 columns as (BB BN) tensors of their own: no conversions of layout through
+COLS 1 holds S <= 4 columns as (BB BN) tensors of their own: no conversions of layout through
 shared memory, and their barriers, every step), to time them in one run.
 """
 
@@ -66,7 +66,7 @@ from imssa.errors import ImssaError
 _COUNTERS = 2**31  # Philox counters (int32) per chip and step
 #: The profile's stage switches (``crossbar_scan(stages=)``): name -> the kernel's constexpr.
 #: "gen", "quant", "cols" (1 by default): the normal generator, the converter arithmetic and a
-#: mode's S <= 2 sensed columns as tensors of their own, 0 for the previous kernel's; "fast" (2
+#: mode's S <= 4 sensed columns as tensors of their own, 0 for the previous kernel's; "fast" (2
 #: compiled, 0 in the interpreter): the generator's approximate instructions, 1 the sine and
 #: cosine only (scan_triton_ops, scan_triton_kernel); to compare them in one run.
 STAGES = {"rng": "RNG", "conv": "CONV", "math": "MATH", "io": "IO", "gen": "GEN", "quant": "QUANT",

@@ -8,10 +8,11 @@ import triton
 import triton.language as tl
 
 from imssa.crossbar.scan_triton_ops import (
+    _column,
     _column_arrays,
+    _column_normals,
     _convert,
     _decoded,
-    _normal_pair,
     _normals,
     _register,
     _sensed,
@@ -48,11 +49,11 @@ def _crossbar_scan_kernel(
     # stages add so that the compiler cannot merge them with the first. GEN, QUANT: the normal
     # generator and the converters' arithmetic, 1 this kernel's, 0 the previous kernel's (for a
     # same-run comparison; scan_triton_ops). FAST: the draws' approximate instructions (compiled
-    # only): 1 sine and cosine, 2 also the log; 0 in Triton's interpreter. COLS: S <= 2 sensed
+    # only): 1 sine and cosine, 2 also the log; 0 in Triton's interpreter. COLS: S <= 4 sensed
     # columns a mode as (BB BN) tensors of their own (1), or as one (BB BN S) tensor, whose
     # conversions between layouts cost shared-memory round trips and barriers every step (0,
-    # the previous kernel's; S > 2 always).
-    COLUMNS: tl.constexpr = COLS == 1 and S <= 2
+    # the previous kernel's; S = 8 always).
+    COLUMNS: tl.constexpr = COLS == 1 and S <= 4
     zero = nudge.to(tl.float32)
     pid = tl.program_id(0)
     h = pid % H  # neighbouring programs: neighbouring channels of the same rows
@@ -77,10 +78,12 @@ def _crossbar_scan_kernel(
     nv_ab = 0.0
     col = ab_ptr + ch * (_AB_ROWS * M * S) + offs_n * S  # COLUMNS: (1 BN) per column and row
     if COLUMNS:
-        wa_r0, wa_i0, wb0, va_r0, va_i0, vb0, nv0, st0, rs0 = _column_arrays(col, M * S, mask_n)
-        if S == 2:
-            wa_r1, wa_i1, wb1, va_r1, va_i1, vb1, nv1, st1, rs1 = _column_arrays(col + 1, M * S,
-                                                                                 mask_n)
+        A0 = _column_arrays(col, M * S, mask_n)
+        if S >= 2:
+            A1 = _column_arrays(col + 1, M * S, mask_n)
+        if S == 4:
+            A2 = _column_arrays(col + 2, M * S, mask_n)
+            A3 = _column_arrays(col + 3, M * S, mask_n)
     elif A_ON:
         wa_r = tl.load(ab, mask=mask_ns, other=0.0)[None, :, :]
         if PAIRS == 2:
@@ -182,25 +185,38 @@ def _crossbar_scan_kernel(
         # state columns: B's currents, then A's, on the same columns (tile.sense's order)
         s_r = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
         s_i = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
-        if STATE_ON and COLUMNS:  # a mode's one or two sensed columns, (BB BN) each
+        if STATE_ON and COLUMNS:  # a mode's S <= 4 sensed columns, (BB BN) each
             n0 = 0.0
             n1 = 0.0
+            n2 = 0.0
+            n3 = 0.0
             if NOISE_AB:
-                n0, n1 = _normal_pair(key, ctr_ab, RNG, GEN, FAST)
-            o0 = _sensed(u2, sd_r, sd_i, wa_r0, wa_i0, wb0, va_r0, va_i0, vb0, nv0, n0, zero, A_ON,
-                         B_ON, PAIRS, NOISE_AB, MATH)
-            if ADC_AB:
-                o0 = _convert(o0, st0, rs0, q_ab, CONV, QUANT)
-            s_r = o0
-            if S == 2:
-                o1 = _sensed(u2, sd_r, sd_i, wa_r1, wa_i1, wb1, va_r1, va_i1, vb1, nv1, n1, zero,
-                             A_ON, B_ON, PAIRS, NOISE_AB, MATH)
-                if ADC_AB:
-                    o1 = _convert(o1, st1, rs1, q_ab, CONV, QUANT)
-                if PAIRS == 2:  # re, im (Role.decode)
-                    s_i = o1
-                else:  # polarity-doubled: (o_0 - o_1) / 2, as _decoded
-                    s_r = (o0 - o1) * 0.5
+                n0, n1, n2, n3 = _column_normals(key, ctr_ab, S, RNG, GEN, FAST)
+            o0 = _column(u2, sd_r, sd_i, A0, n0, zero, q_ab, A_ON, B_ON, PAIRS, NOISE_AB, ADC_AB,
+                         MATH, CONV, QUANT)
+            if S >= 2:
+                o1 = _column(u2, sd_r, sd_i, A1, n1, zero, q_ab, A_ON, B_ON, PAIRS, NOISE_AB,
+                             ADC_AB, MATH, CONV, QUANT)
+            if S == 4:
+                o2 = _column(u2, sd_r, sd_i, A2, n2, zero, q_ab, A_ON, B_ON, PAIRS, NOISE_AB,
+                             ADC_AB, MATH, CONV, QUANT)
+                o3 = _column(u2, sd_r, sd_i, A3, n3, zero, q_ab, A_ON, B_ON, PAIRS, NOISE_AB,
+                             ADC_AB, MATH, CONV, QUANT)
+            # Role.decode, as _decoded: columns (re, im), polarity-doubled (o_J - o_J+S/2) / 2,
+            # a split scale's diagonal part plus its off-diagonal part
+            if S == 1:
+                s_r = o0
+            elif S == 2 and PAIRS == 2:
+                s_r = o0
+                s_i = o1
+            elif S == 2:
+                s_r = (o0 - o1) * 0.5
+            elif POL:
+                s_r = (o0 - o2) * 0.5
+                s_i = (o1 - o3) * 0.5
+            else:
+                s_r = o0 + o2
+                s_i = o1 + o3
         if STATE_ON and not COLUMNS:
             n = 0.0
             if NOISE_AB:
@@ -268,7 +284,7 @@ def _crossbar_scan_kernel(
                 if D_ON:
                     var_c = var_c + tl.where(first, u2 * u2 * v_d, 0.0)
                 var_c = var_c + nv_cd
-                n_cd, _ = _normal_pair(key, ctr_cd, RNG, GEN, FAST)
+                n_cd, _, _, _ = _column_normals(key, ctr_cd, 1, RNG, GEN, FAST)
                 o_c = o_c + tl.sqrt(var_c) * n_cd
             if ADC_CD:
                 o_c = _convert(o_c, step_cd, rstep_cd, q_cd, CONV, QUANT)

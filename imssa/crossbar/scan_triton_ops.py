@@ -140,23 +140,33 @@ def _gauss4(key, ctr, GEN: tl.constexpr, FAST: tl.constexpr):
 
 
 @triton.jit
-def _draw(key, ctr, offs_s, M, S: tl.constexpr, GEN: tl.constexpr, FAST: tl.constexpr):
-    """N(0, 1) for the sensed state columns (BB BN S), counters ctr (BB BN) (and ctr + M for
-    S = 8): one Philox call per mode for up to 4 columns."""
+def _gauss_cols(key, ctr, S: tl.constexpr, GEN: tl.constexpr, FAST: tl.constexpr):
+    """N(0, 1) for up to 4 sensed columns a mode, one Philox call per counter: two (S <= 2; the
+    last two repeat them, for the signature) or four."""
     if S <= 2:
         n0, n1 = _gauss2(key, ctr, GEN, FAST)
-        n = tl.where(offs_s == 0, n0[:, :, None], n1[:, :, None])
+        n2 = n0
+        n3 = n1
     else:
         n0, n1, n2, n3 = _gauss4(key, ctr, GEN, FAST)
-        n = tl.where(offs_s == 0, n0[:, :, None], n1[:, :, None])
+    return n0, n1, n2, n3
+
+
+@triton.jit
+def _draw(key, ctr, offs_s, M, S: tl.constexpr, GEN: tl.constexpr, FAST: tl.constexpr):
+    """N(0, 1) for the sensed state columns as one (BB BN S) tensor, counters ctr (BB BN) (and
+    ctr + M for S = 8)."""
+    n0, n1, n2, n3 = _gauss_cols(key, ctr, S, GEN, FAST)
+    n = tl.where(offs_s == 0, n0[:, :, None], n1[:, :, None])
+    if S >= 4:
         n = tl.where(offs_s == 2, n2[:, :, None], n)
         n = tl.where(offs_s == 3, n3[:, :, None], n)
-        if S == 8:
-            n4, n5, n6, n7 = _gauss4(key, ctr + M, GEN, FAST)
-            n = tl.where(offs_s == 4, n4[:, :, None], n)
-            n = tl.where(offs_s == 5, n5[:, :, None], n)
-            n = tl.where(offs_s == 6, n6[:, :, None], n)
-            n = tl.where(offs_s == 7, n7[:, :, None], n)
+    if S == 8:
+        n4, n5, n6, n7 = _gauss4(key, ctr + M, GEN, FAST)
+        n = tl.where(offs_s == 4, n4[:, :, None], n)
+        n = tl.where(offs_s == 5, n5[:, :, None], n)
+        n = tl.where(offs_s == 6, n6[:, :, None], n)
+        n = tl.where(offs_s == 7, n7[:, :, None], n)
     return n
 
 
@@ -175,19 +185,24 @@ def _normals(key, ctr, offs_s, M, S: tl.constexpr, RNG: tl.constexpr, GEN: tl.co
 
 
 @triton.jit
-def _normal_pair(key, ctr, RNG: tl.constexpr, GEN: tl.constexpr, FAST: tl.constexpr):
-    """Two N(0, 1) per counter (a mode's S <= 2 sensed columns; an output piece: the first);
-    RNG as :func:`_normals`."""
+def _column_normals(key, ctr, S: tl.constexpr, RNG: tl.constexpr, GEN: tl.constexpr,
+                    FAST: tl.constexpr):
+    """:func:`_gauss_cols`'s normals, (BB BN) each, for a mode's S <= 4 sensed columns as tensors
+    of their own (an output piece: the first, S = 1); RNG as :func:`_normals`."""
     if RNG == 0:
         n0 = tl.zeros(ctr.shape, dtype=tl.float32)
         n1 = n0
+        n2 = n0
+        n3 = n0
     else:
-        n0, n1 = _gauss2(key, ctr, GEN, FAST)
+        n0, n1, n2, n3 = _gauss_cols(key, ctr, S, GEN, FAST)
         if RNG == 2:
-            m0, m1 = _gauss2(key + 1, ctr, GEN, FAST)
+            m0, m1, m2, m3 = _gauss_cols(key + 1, ctr, S, GEN, FAST)
             n0 = (n0 + m0) * 0.7071067811865476
             n1 = (n1 + m1) * 0.7071067811865476
-    return n0, n1
+            n2 = (n2 + m2) * 0.7071067811865476
+            n3 = (n3 + m3) * 0.7071067811865476
+    return n0, n1, n2, n3
 
 
 @triton.jit
@@ -231,6 +246,19 @@ def _sensed(u, sd_r, sd_i, wa_r, wa_i, wb, va_r, va_i, vb, nv, n, zero, A_ON: tl
         if A_ON and PAIRS == 2:
             var = tl.fma(sd_i * sd_i, va_i, var)
         o = o + tl.sqrt(var + nv) * n
+    return o
+
+
+@triton.jit
+def _column(u, sd_r, sd_i, arrays, n, zero, q, A_ON: tl.constexpr, B_ON: tl.constexpr,
+            PAIRS: tl.constexpr, NOISE: tl.constexpr, ADC: tl.constexpr, MATH: tl.constexpr,
+            CONV: tl.constexpr, QUANT: tl.constexpr):
+    """One sensed state column (BB BN) after its ADC; ``arrays``: :func:`_column_arrays`'."""
+    wa_r, wa_i, wb, va_r, va_i, vb, nv, step, rstep = arrays
+    o = _sensed(u, sd_r, sd_i, wa_r, wa_i, wb, va_r, va_i, vb, nv, n, zero, A_ON, B_ON, PAIRS,
+                NOISE, MATH)
+    if ADC:
+        o = _convert(o, step, rstep, q, CONV, QUANT)
     return o
 
 
