@@ -342,8 +342,8 @@ def _check_report(name: str, r: dict, exact: bool = True) -> None:
 
 
 CASES = (*EXACT, *NOISY)
-# the profile's doubled stages, on S = 8 sensed columns a mode and on S = 2
-STAGES_CASES = ("complex-increment-split-pol-dig0", "diff_column_per_column")
+# the profile's doubled stages, on S = 8, 2 and 4 sensed columns a mode
+STAGES_CASES = ("complex-increment-split-pol-dig0", "diff_column_per_column", "quant8")
 GRID_CASES = (*GRID, *NOISY_GRID, "profile-stages")
 GROUPS = {"cases": CASES, "grid": GRID_CASES}  # one interpreter child process each
 
