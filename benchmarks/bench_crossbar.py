@@ -34,7 +34,9 @@ lightning      ``lightning_s4d`` (aihwkit-lightning 2.1.0 ``AnalogLinear`` on ``
 Variant rows (``--variants``): imssa on other configurations, the fused kernel against the step
 loop (``IMSSA_CROSSBAR_SCAN=torch``, timed on ``--variant-loop-sequences``): the real
 increment-form model ``s4d-real-64x4`` (A_bar - 1 on the array, one scale per mode) and
-``s4d-64`` with A_bar kept digital.
+``s4d-64`` with A_bar kept digital; ``s4d-64:previous-kernel`` is the main row's model on the
+kernel before its cheaper normals and converters (``IMSSA_CROSSBAR_KERNEL=previous``; fused only),
+for a before/after ratio in one run.
 
 Reported: seconds for the full 10,000 x 784 x 10-chip job (setup = programming / calibration,
 plus run), extrapolated where marked, and the ratio to imssa; the JSON keeps every raw timing,
@@ -77,11 +79,13 @@ DAC_BITS = ADC_BITS = 8
 TARGET_S = 60.0  # the project's goal for the full job on one H100/H200
 PLAIN_VARIANTS = ("blocks:shared", "blocks:per_sequence", "dense:shared", "dense:per_sequence")
 LIBRARIES = {"aihwkit": "aihwkit", "lightning": "aihwkit-lightning"}  # row -> distribution
-#: imssa on other configurations, fused against the loop: name -> (preset, mapping fields, digital)
+#: imssa on other configurations, fused against the loop: name -> (preset, mapping fields, digital
+#: [, IMSSA_CROSSBAR_KERNEL: then the fused kernel only])
 VARIANTS = {
     "s4d-real-64x4:increment": ("s4d-real-64x4", {"transition": "increment",
                                                   "transition_scale": "mode"}, ()),
     "s4d-64:digital-A": ("s4d-64", {}, ("A",)),
+    "s4d-64:previous-kernel": ("s4d-64", {}, (), "previous"),
 }
 
 
@@ -350,16 +354,19 @@ def variant_rows(u: Tensor, args, device: torch.device) -> list[dict]:
     rows = []
     try:
         for name in args.variants:
-            preset_name, mapping, digital = VARIANTS[name]
+            preset_name, mapping, digital, *kernel = VARIANTS[name]
             model = build_model(preset_name, device)
-            for backend, n in (("auto", len(u)), ("torch", min(loop_n, len(u)))):
+            runs = (("auto", len(u)), ("torch", min(loop_n, len(u))))
+            for backend, n in runs[:1] if kernel else runs:
                 os.environ["IMSSA_CROSSBAR_SCAN"] = backend
+                os.environ["IMSSA_CROSSBAR_KERNEL"] = kernel[0] if kernel else "current"
                 row, _ = run_imssa(model, u[:n], args, device, mapping, digital)
                 row.update(variant=name, model=preset_name, backend=scan_backend(u))
                 rows.append(row)
                 print(f"variant {name} ({row['backend']}): {row['run_s']:.2f} s for "
                       f"{row['measured']}", flush=True)
     finally:
+        os.environ.pop("IMSSA_CROSSBAR_KERNEL", None)
         if before is None:
             os.environ.pop("IMSSA_CROSSBAR_SCAN", None)
         else:

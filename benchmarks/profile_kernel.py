@@ -12,6 +12,11 @@ stages by leaving each out (0) or doing it twice (2), through the kernel's const
     math   the arrays' products with their drives, the currents (0 none, 2 twice)
     io     the per-step load of u and store of y (0: u loaded once, y stored once at the end)
 
+and the previous kernel beside it: "gen=0" (Triton's tl.randn4x), "quant=0" (IEEE division),
+"cols=0" (a mode's sensed columns as one 3-d tensor), "previous" (all three: the kernel before
+its cheaper normals, converters and layout; scan_triton_ops, scan_triton_kernel);
+"fast=1" (the normals' exact log); "warps=1", "warps=2" (warps a program, default 4).
+
 A stage's time is estimated twice: base - left out, and doubled - base (the two differ where
 the compiler overlaps a stage with others, e.g. memory with arithmetic). "launch" is the kernel
 on a sequence of one step (launch, setup and the arrays' loads). Beside them: the job's counted
@@ -49,7 +54,10 @@ from imssa.ssm import S4DConfig, S4DModel, preset
 FULL_SEQUENCES, FULL_LENGTH, FULL_CHIPS = 10_000, 784, 10
 G_MAX = 25.0  # µS
 VARIANTS = [("base", {})] + [(f"{s}={v}", {s: v}) for s in ("rng", "conv", "math", "io")
-                             for v in (0, 2)]
+                             for v in (0, 2)] + [
+    ("gen=0", {"gen": 0}), ("quant=0", {"quant": 0}), ("cols=0", {"cols": 0}),
+    ("previous", {"gen": 0, "quant": 0, "cols": 0}),
+    ("fast=1", {"fast": 1}), ("warps=1", {"warps": 1}), ("warps=2", {"warps": 2})]
 #: Peak rates (FP32 FLOP/s without tensor cores, HBM bytes/s) by device name, from NVIDIA's
 #: datasheets (H100 SXM, H200 SXM); None elsewhere.
 PEAKS = {"H200": (67e12, 4.8e12), "H100": (67e12, 3.35e12)}
@@ -185,6 +193,8 @@ def main(argv=None) -> None:
 
     rows = []
     for name, stages in VARIANTS:
+        if "fast" in stages and device.type != "cuda":  # approximate instructions: compiled only
+            continue
         t = timed(run(stages), sync, args.repeats)
         rows.append({"variant": name, "stages": stages, "times_s": t, "best_s": min(t),
                      "full_job_s": min(t) * scale * FULL_CHIPS / args.chips})

@@ -24,386 +24,56 @@ after their ADCs), so Triton compiles one specialization per configuration and t
 only packs arrays and picks flags. S sensed state columns per mode = (2 if POL) x (2 if SPLIT)
 x PAIRS; B's columns are widened onto a split A's (``Role.widen``).
 
-Rounding is the loop's (IEEE division, half to even, saturation) and, for the state columns
-and the digital parts of the state, so is the order of every sum: A's rows add to B's currents
-with one FMA each, as torch's ``addcmul_`` does in its vectorized body (its scalar tail, for
-sizes off its vector width, rounds the product first, so the loop itself is not one rounding).
-With noiseless reads the state is then the loop's bit for bit in Triton's interpreter, and
-compiled code may contract other multiply-adds into FMAs (Triton 3.9's default). The output
-columns sum over modes and pieces in another order (so an ADC step may rarely flip where a sum
-lies within float error of a boundary, and a digital C differs by float32 rounding of its sum).
-The Gaussian draws n differ: Triton's Philox (``tl.randn4x`` per mode and draw, one draw for
-S <= 4 sensed columns, two for S = 8; ``tl.randn`` for S = 1 and per output piece) with key = a
-seed drawn from the pass's generator + step * chips + chip and DRAWS * M + P counters per (batch
-row, channel), so results are reproducible from the generator but are not the loop's numbers.
+Rounding is the loop's (round(v / step) half to even, saturation: the same values from a
+reciprocal step and an FMA correction instead of a division, :mod:`~imssa.crossbar.scan_triton_ops`)
+and, for the state columns and the digital parts of the state, so is the order of every sum: A's
+rows add to B's currents with one FMA each, as torch's ``addcmul_`` does in its vectorized body
+(its scalar tail, for sizes off its vector width, rounds the product first, so the loop itself
+is not one rounding). With noiseless reads the state is then the loop's bit for bit in Triton's
+interpreter, and compiled code may contract other multiply-adds into FMAs (Triton 3.9's
+default). The output columns sum over modes and pieces in another order (so an ADC step may
+rarely flip where a sum lies within float error of a boundary, and a digital C differs by
+float32 rounding of its sum). The Gaussian draws n differ: counter-based Philox (Philox2x32-10
+per mode and draw for S <= 2 sensed columns, Philox4x32-10 for S = 4, two of those for S = 8;
+Philox2x32-10 per output piece) and cuRAND's Box-Muller (:mod:`~imssa.crossbar.scan_triton_ops`),
+with key = a seed drawn from the pass's generator + step * chips + chip and DRAWS * M + P
+counters per (batch row, channel), so results are reproducible from the generator but are not
+the loop's numbers.
 
 Stage switches (RNG, CONV, MATH, IO; 1 by default) leave a stage out or do it twice for
 ``benchmarks/profile_kernel.py``; the default specialization compiles to the same code as
-without them.
+without them. GEN, QUANT and COLS 0 (``stages``, or ``IMSSA_CROSSBAR_KERNEL=previous`` for
+every launch) select the previous kernel's generator (Triton's ``tl.randn4x``), converter
+arithmetic (IEEE division) and layout (a mode's S sensed columns as one (BB BN S) tensor, where
+COLS 1 holds S <= 4 columns as (BB BN) tensors of their own: no conversions of layout through
+shared memory, and their barriers, every step), to time them in one run.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 import torch
 import triton
-import triton.language as tl
 from torch import Tensor
 
 from imssa.crossbar.periphery import PeripheryConfig, grid_step, levels
+from imssa.crossbar.scan_triton_kernel import _crossbar_scan_kernel
 from imssa.crossbar.tile import SensedArrays
-from imssa.ssm.scan_triton import _quantize
+from imssa.errors import ImssaError
 
-# Arrays packed per (chip, channel) (constexpr, as globals a kernel reads must be). State columns,
-# (M, S) each: W_A (re in), W_A (im in), W_B, V_A (re in), V_A (im in), V_B, ADC step, output-noise var
-_AB_ROWS = tl.constexpr(8)
-_CD_ROWS = tl.constexpr(4)  # output columns, (M,) each: W_C re, W_C im, V_C re, V_C im
-_CH_VALUES = tl.constexpr(6)  # W_D, V_D, ADC step, output-noise variance, alpha_CD, exact D
-_DIG_ROWS = tl.constexpr(6)  # exact digital tensors per channel, (M,) each: A re, im, B re, im, C re, im
 _COUNTERS = 2**31  # Philox counters (int32) per chip and step
 #: The profile's stage switches (``crossbar_scan(stages=)``): name -> the kernel's constexpr.
-STAGES = {"rng": "RNG", "conv": "CONV", "math": "MATH", "io": "IO"}
-
-
-@triton.jit
-def _convert(v, step, q, CONV: tl.constexpr):
-    """A converter's transfer (round to the grid of ``step``, saturate at +-q steps); CONV: 1 as
-    is, 0 left out, 2 twice (the same value: a converter is idempotent) for the profile."""
-    if CONV >= 1:
-        v = _quantize(v, step, 0.0, -q, q)
-    if CONV == 2:
-        v = _quantize(v, step, 0.0, -q, q)
-    return v
-
-
-@triton.jit
-def _register(v, step_s, clip, q_state, REG: tl.constexpr, CONV: tl.constexpr):
-    """``periphery.register``: 0 pass, 1 clip to [-clip, clip], 2 round to state_bits."""
-    if REG == 1:
-        v = tl.minimum(tl.maximum(v, -clip), clip)
-    if REG == 2:
-        v = _convert(v, step_s, q_state, CONV)
-    return v
-
-
-@triton.jit
-def _randn4(key, ctr, RNG: tl.constexpr):
-    """``tl.randn4x``: four normals per counter, from one Philox call and both outputs of two
-    Box-Muller pairs. RNG 2 (the profile): drawn twice, their sum over sqrt 2 (from the key of
-    the next chip)."""
-    n0, n1, n2, n3 = tl.randn4x(key, ctr)
-    if RNG == 2:
-        m0, m1, m2, m3 = tl.randn4x(key + 1, ctr)
-        n0 = (n0 + m0) * 0.7071067811865476
-        n1 = (n1 + m1) * 0.7071067811865476
-        n2 = (n2 + m2) * 0.7071067811865476
-        n3 = (n3 + m3) * 0.7071067811865476
-    return n0, n1, n2, n3
-
-
-@triton.jit
-def _normal(key, ctr, RNG: tl.constexpr):
-    """``tl.randn``: one normal per counter; RNG as :func:`_normals`."""
-    if RNG == 0:
-        n = tl.zeros(ctr.shape, dtype=tl.float32)
-    else:
-        n = tl.randn(key, ctr)
-        if RNG == 2:
-            n = (n + tl.randn(key + 1, ctr)) * 0.7071067811865476
-    return n
-
-
-@triton.jit
-def _normals(key, ctr, offs_s, M, S: tl.constexpr, RNG: tl.constexpr):
-    """N(0, 1) draws for the sensed state columns (BB BN S), counters ctr (BB BN) (and ctr + M
-    for S = 8). One Philox call per mode serves up to 4 columns (S = 1: ``tl.randn``); the
-    compiler drops the Box-Muller pair a mode does not use. RNG (the profile): 1 as is, 0 left
-    out (zeros), 2 drawn twice."""
-    if RNG == 0:
-        n = tl.where(offs_s == 0, tl.zeros(ctr.shape, dtype=tl.float32)[:, :, None], 0.0)
-    elif S == 1:
-        n = _normal(key, ctr, RNG)[:, :, None]
-    else:
-        n0, n1, n2, n3 = _randn4(key, ctr, RNG)
-        n = tl.where(offs_s == 0, n0[:, :, None], n1[:, :, None])
-        if S >= 4:
-            n = tl.where(offs_s == 2, n2[:, :, None], n)
-            n = tl.where(offs_s == 3, n3[:, :, None], n)
-        if S == 8:
-            n4, n5, n6, n7 = _randn4(key, ctr + M, RNG)
-            n = tl.where(offs_s == 4, n4[:, :, None], n)
-            n = tl.where(offs_s == 5, n5[:, :, None], n)
-            n = tl.where(offs_s == 6, n6[:, :, None], n)
-            n = tl.where(offs_s == 7, n7[:, :, None], n)
-    return n
-
-
-@triton.jit
-def _state_mean(u3, sd_r, sd_i, wa_r, wa_i, wb, A_ON: tl.constexpr, B_ON: tl.constexpr,
-                PAIRS: tl.constexpr):
-    """The state columns' currents (BB BN S): B's, then A's rows added as the loop's addcmul_
-    does (one FMA each)."""
-    if B_ON:
-        o = u3 * wb
-        if A_ON:
-            o = tl.fma(sd_r[:, :, None], wa_r, o)
-    else:
-        o = sd_r[:, :, None] * wa_r
-    if A_ON and PAIRS == 2:
-        o = tl.fma(sd_i[:, :, None], wa_i, o)
-    return o
-
-
-@triton.jit
-def _decoded(o, offs_s, J: tl.constexpr, S: tl.constexpr, POL: tl.constexpr):
-    """Decoded output J of the sensed columns o (BB BN S), as ``Role.decode``: column J, or
-    (o_J - o_{J+S/2}) / 2 for polarity-doubled columns. Picking a column sums exact zeros."""
-    y = tl.sum(tl.where(offs_s[None, None, :] == J, o, 0.0), axis=2)
-    if POL:
-        y = (y - tl.sum(tl.where(offs_s[None, None, :] == J + S // 2, o, 0.0), axis=2)) * 0.5
-    return y
-
-
-@triton.jit
-def _crossbar_scan_kernel(
-    u_ptr, ur_ptr, y_ptr, seed_ptr,  # u: (z|1, B, L, H) DAC'd, ur: raw inputs; y: (z, B, L, H)
-    ab_ptr, alpha_ptr, cd_ptr, ch_ptr, dig_ptr, scal_ptr,  # packed arrays (see crossbar_scan)
-    Z, B, L, H, M, P, MP, NB, stride_uz, stride_urz, stride_yz, nudge,
-    q_ab, q_cd, q_x, q_state,
-    A_ON: tl.constexpr, B_ON: tl.constexpr, C_ON: tl.constexpr, D_ON: tl.constexpr,
-    INCREMENT: tl.constexpr, PAIRS: tl.constexpr, POL: tl.constexpr, SPLIT: tl.constexpr,
-    S: tl.constexpr, DRAWS: tl.constexpr, STATE_ON: tl.constexpr, OUT_ON: tl.constexpr,
-    RAW: tl.constexpr,
-    NOISE_AB: tl.constexpr, NOISE_CD: tl.constexpr, ADC_AB: tl.constexpr, ADC_CD: tl.constexpr,
-    DAC: tl.constexpr, REG: tl.constexpr,
-    BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_P: tl.constexpr,
-    RNG: tl.constexpr = 1, CONV: tl.constexpr = 1, MATH: tl.constexpr = 1, IO: tl.constexpr = 1,
-):
-    # RNG, CONV, MATH, IO: stages of the profile (benchmarks/profile_kernel.py), 1 as is, 0 left
-    # out, 2 done twice: the normal draws, the converters, the arrays' products with their drives
-    # (the currents), the per-step load of u and store of y. nudge: a runtime 0 the doubled
-    # stages add so that the compiler cannot merge them with the first.
-    zero = nudge.to(tl.float32)
-    pid = tl.program_id(0)
-    h = pid % H  # neighbouring programs: neighbouring channels of the same rows
-    c = pid // (H * NB)
-    offs_b = (pid // H % NB) * BLOCK_B + tl.arange(0, BLOCK_B)
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_s = tl.arange(0, S)
-    offs_p = tl.arange(0, BLOCK_P)
-    mask_b = offs_b < B
-    mask_n = offs_n < M
-    mask_ns = mask_n[:, None] & (offs_s < S)[None, :]
-    ch = (c * H + h).to(tl.int64)
-
-    # state columns: (BN, S) per row of the pack
-    ab = ab_ptr + ch * (_AB_ROWS * M * S) + offs_n[:, None] * S + offs_s[None, :]
-    wa_r = 0.0  # placeholders of digital parts, for _state_mean's signature
-    wa_i = 0.0
-    wb = 0.0
-    if A_ON:
-        wa_r = tl.load(ab, mask=mask_ns, other=0.0)[None, :, :]
-        if PAIRS == 2:
-            wa_i = tl.load(ab + M * S, mask=mask_ns, other=0.0)[None, :, :]
-    if B_ON:
-        wb = tl.load(ab + 2 * M * S, mask=mask_ns, other=0.0)[None, :, :]
-    if NOISE_AB:
-        if A_ON:
-            va_r = tl.load(ab + 3 * M * S, mask=mask_ns, other=0.0)[None, :, :]
-            if PAIRS == 2:
-                va_i = tl.load(ab + 4 * M * S, mask=mask_ns, other=0.0)[None, :, :]
-        if B_ON:
-            vb = tl.load(ab + 5 * M * S, mask=mask_ns, other=0.0)[None, :, :]
-        nv_ab = tl.load(ab + 7 * M * S, mask=mask_ns, other=0.0)[None, :, :]
-    if ADC_AB:
-        step_ab = tl.load(ab + 6 * M * S, mask=mask_ns, other=1.0)[None, :, :]
-    alpha_r = tl.load(alpha_ptr + ch * 2 * M + offs_n, mask=mask_n, other=0.0)[None, :]
-    alpha_i = tl.load(alpha_ptr + ch * 2 * M + M + offs_n, mask=mask_n, other=0.0)[None, :]
-
-    # output columns: modes (BN,) -> pieces (BP,) of C's columns; D drives piece 0
-    cd = cd_ptr + ch * (_CD_ROWS * M) + offs_n
-    if C_ON:
-        wc_r = tl.load(cd, mask=mask_n, other=0.0)[None, :]
-        if PAIRS == 2:
-            wc_i = tl.load(cd + M, mask=mask_n, other=0.0)[None, :]
-        if NOISE_CD:
-            vc_r = tl.load(cd + 2 * M, mask=mask_n, other=0.0)[None, :]
-            if PAIRS == 2:
-                vc_i = tl.load(cd + 3 * M, mask=mask_n, other=0.0)[None, :]
-    in_piece = ((offs_n // MP)[:, None] == offs_p[None, :]) & mask_n[:, None]  # (BN BP)
-    first = (offs_p == 0)[None, :]
-    mask_p = (offs_p < P)[None, :]
-    chv = ch_ptr + ch * _CH_VALUES
-    w_d = tl.load(chv)
-    v_d = tl.load(chv + 1)
-    step_cd = tl.load(chv + 2)
-    nv_cd = tl.load(chv + 3)
-    alpha_cd = tl.load(chv + 4)
-    d_exact = tl.load(chv + 5)
-
-    # the exact tensors of digital parts
-    dig = dig_ptr + h.to(tl.int64) * (_DIG_ROWS * M) + offs_n
-    if not A_ON:
-        a_r = tl.load(dig, mask=mask_n, other=0.0)[None, :]
-        a_i = tl.load(dig + M, mask=mask_n, other=0.0)[None, :]
-    if not B_ON:
-        b_r = tl.load(dig + 2 * M, mask=mask_n, other=0.0)[None, :]
-        b_i = tl.load(dig + 3 * M, mask=mask_n, other=0.0)[None, :]
-    if not C_ON:
-        c_r = tl.load(dig + 4 * M, mask=mask_n, other=0.0)[None, :]
-        c_i = tl.load(dig + 5 * M, mask=mask_n, other=0.0)[None, :]
-    step_x = tl.load(scal_ptr)  # DAC of the state
-    step_s = tl.load(scal_ptr + 1)  # state register
-    clip = tl.load(scal_ptr + 2)
-
-    # Philox: key per (chip, step), counters per (row, channel): DRAWS x M modes, then P pieces
-    seed = tl.load(seed_ptr)
-    slot = (offs_b * H + h) * (DRAWS * M + P)
-    ctr_ab = slot[:, None] + offs_n[None, :]  # (BB BN)
-    ctr_cd = slot[:, None] + DRAWS * M + offs_p[None, :]  # (BB BP)
-
-    u_row = c.to(tl.int64) * stride_uz + offs_b.to(tl.int64) * (L * H) + h
-    ur_row = c.to(tl.int64) * stride_urz + offs_b.to(tl.int64) * (L * H) + h
-    y_row = c.to(tl.int64) * stride_yz + offs_b.to(tl.int64) * (L * H) + h
-    x_r = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)  # register s[k-1]
-    x_i = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
-    sd_r = x_r  # DAC(s[k-1]); the zero state maps to 0
-    sd_i = x_i
-    u_cur = tl.load(u_ptr + u_row, mask=mask_b, other=0.0)
-    if RAW:  # a second input stream: the raw input of digital parts beside DAC'd analog ones
-        r_cur = tl.load(ur_ptr + ur_row, mask=mask_b, other=0.0)
-    else:
-        r_cur = u_cur
-    y_sum = tl.zeros((BLOCK_B,), dtype=tl.float32)  # IO = 0: the outputs, stored once at the end
-    k = 0
-    while k < L:  # a while loop: Triton 3.6's interpreter cannot range() over a runtime int
-        # prefetch the next input (a step condition enters a mask as a tensor for the interpreter)
-        more = mask_b & (offs_b * 0 + k + 1 < L)
-        if IO >= 1:
-            u_nxt = tl.load(u_ptr + u_row + H, mask=more, other=0.0)
-            if IO == 2:
-                u_nxt = tl.fma(tl.load(u_ptr + u_row + H + nudge, mask=more, other=0.0), zero,
-                               u_nxt)
-        else:
-            u_nxt = u_cur
-        if RAW:
-            r_nxt = tl.load(ur_ptr + ur_row + H, mask=more, other=0.0)
-        else:
-            r_nxt = u_nxt
-        key = seed + k * Z + c
-        u2 = u_cur[:, None]  # (BB 1)
-        u3 = u2[:, :, None]  # (BB 1 1)
-        r2 = r_cur[:, None]
-
-        # state columns: B's currents, then A's, on the same columns (tile.sense's order)
-        s_r = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
-        s_i = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
-        if STATE_ON:
-            if MATH == 0:
-                o = tl.zeros((BLOCK_B, BLOCK_N, S), dtype=tl.float32)
-            else:
-                o = _state_mean(u3, sd_r, sd_i, wa_r, wa_i, wb, A_ON, B_ON, PAIRS)  # (BB BN S)
-            if MATH == 2:
-                o = tl.fma(_state_mean(u3 + zero, sd_r + zero, sd_i + zero, wa_r, wa_i, wb, A_ON,
-                                       B_ON, PAIRS), zero, o)
-            if NOISE_AB:  # periphery.sense: o + sqrt(var) n, then the ADC
-                if B_ON:
-                    var = u3 * u3 * vb
-                    if A_ON:
-                        var = tl.fma((sd_r * sd_r)[:, :, None], va_r, var)
-                else:
-                    var = (sd_r * sd_r)[:, :, None] * va_r
-                if A_ON and PAIRS == 2:
-                    var = tl.fma((sd_i * sd_i)[:, :, None], va_i, var)
-                var = var + nv_ab
-                o = o + tl.sqrt(var) * _normals(key, ctr_ab, offs_s, M, S, RNG)
-            if ADC_AB:
-                o = _convert(o, step_ab, q_ab, CONV)
-            s_r = _decoded(o, offs_s, 0, S, POL)
-            if PAIRS == 2:
-                s_i = _decoded(o, offs_s, 1, S, POL)
-            if SPLIT:  # the diagonal part's outputs plus the off-diagonal part's
-                s_r = s_r + _decoded(o, offs_s, 2, S, POL)
-                s_i = s_i + _decoded(o, offs_s, 3, S, POL)
-            s_r = s_r * alpha_r
-            s_i = s_i * alpha_i
-        if not A_ON:  # A_bar s, exactly, from the register
-            if PAIRS == 2:
-                s_r = s_r + (a_r * x_r - a_i * x_i)
-                s_i = s_i + (a_i * x_r + a_r * x_i)
-            else:
-                s_r = s_r + a_r * x_r
-        if not B_ON:  # B_bar u, exactly, from the raw input
-            s_r = s_r + b_r * r2
-            if PAIRS == 2:
-                s_i = s_i + b_i * r2
-        if INCREMENT:  # the accumulator adds its own content
-            s_r = x_r + s_r
-            s_i = x_i + s_i
-        x_r = _register(s_r, step_s, clip, q_state, REG, CONV)
-        if PAIRS == 2:
-            x_i = _register(s_i, step_s, clip, q_state, REG, CONV)
-        if DAC:
-            sd_r = _convert(x_r, step_x, q_x, CONV)
-            if PAIRS == 2:
-                sd_i = _convert(x_i, step_x, q_x, CONV)
-        else:
-            sd_r = x_r
-            sd_i = x_i
-
-        # output columns: C's currents per piece, D's added to the first piece
-        y = tl.zeros((BLOCK_B,), dtype=tl.float32)
-        if OUT_ON:
-            o_c = tl.zeros((BLOCK_B, BLOCK_P), dtype=tl.float32)
-            if C_ON and MATH >= 1:
-                cur = sd_r * wc_r
-                if PAIRS == 2:
-                    cur = cur + sd_i * wc_i
-                if MATH == 2:
-                    cur2 = (sd_r + zero) * wc_r
-                    if PAIRS == 2:
-                        cur2 = cur2 + (sd_i + zero) * wc_i
-                    cur = tl.fma(cur2, zero, cur)
-                o_c = tl.sum(tl.where(in_piece[None, :, :], cur[:, :, None], 0.0), axis=1)
-            if D_ON and MATH >= 1:
-                o_c = o_c + tl.where(first, u2 * w_d, 0.0)  # (BB BP)
-            if NOISE_CD:
-                var_c = tl.zeros((BLOCK_B, BLOCK_P), dtype=tl.float32)
-                if C_ON:
-                    v_cur = sd_r * sd_r * vc_r
-                    if PAIRS == 2:
-                        v_cur = v_cur + sd_i * sd_i * vc_i
-                    var_c = tl.sum(tl.where(in_piece[None, :, :], v_cur[:, :, None], 0.0), axis=1)
-                if D_ON:
-                    var_c = var_c + tl.where(first, u2 * u2 * v_d, 0.0)
-                var_c = var_c + nv_cd
-                o_c = o_c + tl.sqrt(var_c) * _normal(key, ctr_cd, RNG)
-            if ADC_CD:
-                o_c = _convert(o_c, step_cd, q_cd, CONV)
-            y = tl.sum(tl.where(mask_p, o_c, 0.0), axis=1) * alpha_cd
-        if not C_ON:  # sum_n 2 Re(C s) (complex; C s real), exactly, from the register
-            if PAIRS == 2:
-                y = y + tl.sum(c_r * x_r - c_i * x_i, axis=1)
-            else:
-                y = y + tl.sum(c_r * x_r, axis=1)
-        if not D_ON:
-            y = y + d_exact * r_cur
-        if IO >= 1:
-            tl.store(y_ptr + y_row, y, mask=mask_b)
-            if IO == 2:
-                tl.store(y_ptr + y_row + nudge, y, mask=mask_b)
-        else:
-            y_sum += y
-
-        u_row += H
-        ur_row += H
-        y_row += H
-        u_cur = u_nxt
-        r_cur = r_nxt
-        k += 1
-    if IO == 0:
-        tl.store(y_ptr + y_row - H, y_sum, mask=mask_b)
+#: "gen", "quant", "cols" (1 by default): the normal generator, the converter arithmetic and a
+#: mode's S <= 4 sensed columns as tensors of their own, 0 for the previous kernel's; "fast" (2
+#: compiled, 0 in the interpreter): the generator's approximate instructions, 1 the sine and
+#: cosine only (scan_triton_ops, scan_triton_kernel); to compare them in one run.
+STAGES = {"rng": "RNG", "conv": "CONV", "math": "MATH", "io": "IO", "gen": "GEN", "quant": "QUANT",
+          "fast": "FAST", "cols": "COLS"}
+#: ``IMSSA_CROSSBAR_KERNEL``: the default of those two (unset: "current"), for a whole-job benchmark
+#: of the previous kernel beside the current one in one process.
+KERNELS = {"current": {}, "previous": {"gen": 0, "quant": 0, "cols": 0}}
 
 
 def _launch_config(B: int, M: int) -> tuple[int, int, int]:
@@ -472,7 +142,12 @@ def crossbar_scan(x: Tensor, u: Tensor, arrays: dict[str, SensedArrays],
             columns of their own).
         increment: the increment form (the array holds A_bar - 1, the register accumulates).
         stages: for the profile only, {"rng" | "conv" | "math" | "io": 0 (left out) or 2
-            (twice)}; the outputs are then not the layer's (:data:`STAGES`).
+            (twice)}; the outputs are then not the layer's (:data:`STAGES`). For benchmarks,
+            {"gen" | "quant": 0}: the previous kernel's normal generator or converter arithmetic
+            (the same outputs for "quant" and "cols", other draws for "gen"); {"cols": 0}: a
+            mode's sensed columns in one (BB BN S) tensor; {"fast": 1}: the generator's
+            exact log (compiled only); {"warps": n}: n warps a program instead of
+            :func:`_launch_config`'s (the same outputs).
 
     Returns:
         y (z, B, L, H).
@@ -528,6 +203,10 @@ def crossbar_scan(x: Tensor, u: Tensor, arrays: dict[str, SensedArrays],
     clip = x.new_tensor(cfg_reg.state_clip or 0.0)
     scal = torch.stack([step_x, step_s, clip])  # state DAC step, register step, state clip
 
+    choice = os.environ.get("IMSSA_CROSSBAR_KERNEL") or "current"
+    if choice not in KERNELS:
+        raise ImssaError(f"IMSSA_CROSSBAR_KERNEL must be one of {', '.join(KERNELS)}, not {choice!r}")
+    switches = {**KERNELS[choice], **(stages or {})}
     raw = u is not x  # digital parts read x, analog ones u
     x, u = x.contiguous(), u.contiguous()
     y = torch.empty((z, Bsz, L, H), dtype=x.dtype, device=x.device)
@@ -537,6 +216,7 @@ def crossbar_scan(x: Tensor, u: Tensor, arrays: dict[str, SensedArrays],
     seeds = torch.randint(0, 2**62, (len(starts),), generator=generator, dtype=torch.int64,
                           device=x.device)
     BLOCK_B, BLOCK_N, num_warps = _launch_config(min(Bsz, rows), M)
+    num_warps = switches.pop("warps", num_warps)  # the profile's launch variants
     for i, b0 in enumerate(starts):
         u_i, x_i, y_i = u[:, b0:b0 + rows], x[:, b0:b0 + rows], y[:, b0:b0 + rows]
         NB = triton.cdiv(u_i.shape[1], BLOCK_B)
@@ -556,7 +236,7 @@ def crossbar_scan(x: Tensor, u: Tensor, arrays: dict[str, SensedArrays],
                                                or cfg_cd.output_noise > 0),
             ADC_AB=state_tile is not None and cfg_ab.adc_bits is not None,
             ADC_CD=out_tile is not None and cfg_cd.adc_bits is not None,
-            DAC=dac_x, REG=reg,
+            DAC=dac_x, REG=reg, FAST=2 if x.is_cuda else 0,
             BLOCK_B=BLOCK_B, BLOCK_N=BLOCK_N, BLOCK_P=triton.next_power_of_2(P),
-            num_warps=num_warps, **{STAGES[k]: v for k, v in (stages or {}).items()})
+            num_warps=num_warps, **{STAGES[k]: v for k, v in switches.items()})
     return y
