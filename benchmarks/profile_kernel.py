@@ -24,6 +24,17 @@ converters are estimates, marked so).
     TRITON_INTERPRET=1 python benchmarks/profile_kernel.py --tiny  # CPU smoke run (interpreter)
 
 Writes benchmarks/results/profile_kernel_<device>.json (device, versions, date, command).
+
+``--stages``: the whole job instead, on a slice run as bench_crossbar.py runs it (convert,
+calibrate, set_time, warm-ups, batches of ``--batch-size``): setup stages, then every part of
+the forward timed with a device synchronize at each boundary (nested, exclusive seconds): the
+encoder, the SSM (its input DAC, the fused kernel), GELU, the mix (DAC, array products of the
+mean and the read-noise variance, normal draws, noise + ADC, piece sums), GLU, the decoder, and
+the glue left in each (Python, residual, pooling); the same batches untimed beside it, and with
+``--torch-profile`` the top ops of one batch. Writes profile_stages_<device>.json.
+
+    python benchmarks/profile_kernel.py --stages --sequences 2000 --torch-profile   # GPU
+    python benchmarks/profile_kernel.py --stages --tiny                             # CPU
 """
 
 from __future__ import annotations
@@ -402,11 +413,12 @@ def stage_breakdown(args) -> None:
     clock("calibrate (step loop)", lambda: calibrate(xbar, u[:args.calibration_sequences]))
     clock("set_time (drift)", lambda: set_time(
         xbar, args.t_inference, torch.Generator(device=device).manual_seed(2)))
-    clock("warm-up forward (2 seq x 32 steps, as bench_crossbar)",
+    clock("warm-up, 2 seq x 32 steps (bench_crossbar's before this session)",
           lambda: xbar(u[:2, :32], mode="recurrent"))
     batches = list(u.split(args.batch_size))
-    clock("first batch (compiles the batch's kernel specialization)",
-          lambda: xbar(batches[0], mode="recurrent"))
+    clock("warm-up, a batch x 32 steps (the kernel's BLOCK_B of the batch)",
+          lambda: xbar(batches[0][:, :32], mode="recurrent"))
+    clock("first batch (allocator growth)", lambda: xbar(batches[0], mode="recurrent"))
     plain = []  # steady state without the timers
     for ub in batches:
         sync()
@@ -435,9 +447,9 @@ def stage_breakdown(args) -> None:
           f"x {args.length} steps x {args.chips} chips, batch {args.batch_size}, on {name}; "
           f"job = 10,000 x 784 x 10 (scale x{scale:.1f}); glue = the stage's own Python and "
           f"digital ops")
-    print(f"{'setup stage':<60}{'s':>9}")
+    print(f"{'setup stage':<68}{'s':>9}")
     for k, v in setup.items():
-        print(f"{k:<60}{v:>9.3f}")
+        print(f"{k:<68}{v:>9.3f}")
     print(f"\n{'forward stage (exclusive)':<60}{'calls':>7}{'slice s':>10}{'share':>7}{'job s':>9}")
     for r in rows:
         print(f"{r['stage']:<60}{r['calls']:>7}{r['seconds']:>10.4f}{r['share']:>7.1%}"
