@@ -296,7 +296,8 @@ def plot(rows: list[dict], fit: dict, base: Point, title: str, path: Path) -> No
             if j == 0:
                 ax.set_ylabel(label)
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=8)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
