@@ -349,6 +349,24 @@ def stage_rows(seconds: dict[str, float], calls: dict[str, int], scale: float) -
              "full_job_s": v * scale} for k, v in sorted(seconds.items(), key=lambda kv: -kv[1])]
 
 
+def summaries(seconds: dict[str, float], scale: float) -> dict[str, dict[str, float]]:
+    """Job seconds by graph part (inclusive: "encoder", "blocks.0.mix", ...; "glue" is the
+    forward's own ops: residual adds, mean pooling, Python) and by kind of work over all parts (the
+    innermost timer: "DAC", "normal draws", ...; "<part> (own ops)" where a part's own code ran:
+    GELU, GLU, the step loop's Python and digital ops)."""
+    part: dict[str, float] = {}
+    kind: dict[str, float] = {}
+    for path, v in seconds.items():
+        names = path.split("/")
+        p = names[1] if len(names) > 1 else "glue"
+        part[p] = part.get(p, 0.0) + v * scale
+        k = (names[-1] if len(names) > 2 else f"{p} (own ops)" if len(names) == 2
+             else "forward (own ops: residual adds, mean pooling, Python)")
+        kind[k] = kind.get(k, 0.0) + v * scale
+    return {"by_part": dict(sorted(part.items(), key=lambda kv: -kv[1])),
+            "by_kind": dict(sorted(kind.items(), key=lambda kv: -kv[1]))}
+
+
 def torch_profile(xbar, ub, sync, top: int = 20) -> list[dict]:
     """One forward under torch.profiler: the ops with the most device (else CPU) time."""
     from torch.profiler import ProfilerActivity, profile
@@ -444,6 +462,7 @@ def stage_breakdown(args) -> None:
     scale = (FULL_SEQUENCES / args.sequences) * (FULL_LENGTH / args.length) * (
         FULL_CHIPS / args.chips)
     rows = stage_rows(timer.seconds, timer.calls, scale)
+    summary = summaries(timer.seconds, scale)
     timed = sum(timer.seconds.values())
     run_plain = sum(plain)
     env = environment(device)
@@ -463,6 +482,11 @@ def stage_breakdown(args) -> None:
           f"{timed * scale:>9.2f}")
     print(f"{'all (untimed run of the same batches)':<60}{'':>7}{run_plain:>10.4f}{'':>7}"
           f"{run_plain * scale:>9.2f}")
+    for title, d in (("by part of the graph (inclusive)", summary["by_part"]),
+                     ("by kind of work, over all parts", summary["by_kind"])):
+        print(f"\njob seconds {title}")
+        for k, v in d.items():
+            print(f"  {k:<58}{v:>9.2f}  {v / (timed * scale):>6.1%}")
     if profile_rows:
         key = "self_device_s" if cuda else "self_cpu_s"
         print(f"\ntorch.profiler, one batch: top ops by {key}")
@@ -481,7 +505,7 @@ def stage_breakdown(args) -> None:
                     "dac_bits": 8, "adc_bits": 8, "t_inference_s": args.t_inference},
         "extrapolation": "job = slice seconds x 10000 / sequences x 784 / length x 10 / chips "
                          "(setup is not scaled)",
-        "setup_s": setup, "stages": rows, "timed_total_s": timed, "untimed_run_s": run_plain,
+        "setup_s": setup, "stages": rows, **summary, "timed_total_s": timed, "untimed_run_s": run_plain,
         "untimed_batch_s": plain, "torch_profile": profile_rows,
         "versions": {d: version(d) for d in ("torch", "triton")},
         "command": "python " + shlex.join(sys.argv), **env,
