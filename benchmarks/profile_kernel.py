@@ -29,6 +29,17 @@ converters are estimates, marked so).
     TRITON_INTERPRET=1 python benchmarks/profile_kernel.py --tiny  # CPU smoke run (interpreter)
 
 Writes benchmarks/results/profile_kernel_<device>.json (device, versions, date, command).
+
+``--stages``: the whole job instead, on a slice run as bench_crossbar.py runs it (convert,
+calibrate, set_time, warm-ups, batches of ``--batch-size``): setup stages, then every part of
+the forward timed with a device synchronize at each boundary (nested, exclusive seconds): the
+encoder, the SSM (its input DAC, the fused kernel), GELU, the mix (DAC, array products of the
+mean and the read-noise variance, normal draws, noise + ADC, piece sums), GLU, the decoder, and
+the glue left in each (Python, residual, pooling); the same batches untimed beside it, and with
+``--torch-profile`` the top ops of one batch. Writes profile_stages_<device>.json.
+
+    python benchmarks/profile_kernel.py --stages --sequences 2000 --torch-profile   # GPU
+    python benchmarks/profile_kernel.py --stages --tiny                             # CPU
 """
 
 from __future__ import annotations
@@ -163,7 +174,10 @@ def main(argv=None) -> None:
     p.add_argument("--tiny", action="store_true",
                    help="H = 4, N = 4, 4 sequences x 8 steps x 2 chips (CPU, TRITON_INTERPRET=1)")
     p.add_argument("--out", type=Path, default=None)
+    add_stage_args(p)
     args = p.parse_args(argv)
+    if args.stages:
+        return stage_breakdown(args)
     if args.tiny:
         args.sequences, args.length, args.chips = 4, 8, 2
         args.calibration_sequences, args.repeats = 2, 1
@@ -249,6 +263,262 @@ def main(argv=None) -> None:
         "floors": fl, "versions": {d: version(d) for d in ("torch", "triton")},
         "command": "python " + shlex.join(sys.argv),
         "interpreter": os.environ.get("TRITON_INTERPRET") == "1", **env,
+    }, out)
+    print(f"wrote {out}")
+
+
+# --- the whole-job stage breakdown (--stages) ------------------------------------------------------
+#: --stages --tiny: a CPU slice of the job (s4d-64 still; the SSM runs the step loop there)
+STAGE_CPU_SLICE = {"sequences": 8, "batch_size": 8, "length": 128, "chips": 2}
+
+
+class StageTimer:
+    """Nested wall-clock timers with a device synchronize at every boundary, so each stage's
+    GPU work is charged to it: exclusive seconds per path ("forward/blocks.0.mix/products")."""
+
+    def __init__(self, sync) -> None:
+        self.sync, self.on = sync, True
+        self.stack: list[list] = []  # [path, start, seconds of the children]
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+
+    def enter(self, name: str) -> None:
+        if not self.on:
+            return
+        self.sync()
+        path = f"{self.stack[-1][0]}/{name}" if self.stack else name
+        self.stack.append([path, time.perf_counter(), 0.0])
+
+    def exit(self) -> None:
+        if not self.on:
+            return
+        self.sync()
+        path, t0, children = self.stack.pop()
+        dt = time.perf_counter() - t0
+        self.seconds[path] = self.seconds.get(path, 0.0) + dt - children
+        self.calls[path] = self.calls.get(path, 0) + 1
+        if self.stack:
+            self.stack[-1][2] += dt
+
+    def wrap(self, name: str, fn):
+        def timed_fn(*a, **k):
+            self.enter(name)
+            try:
+                return fn(*a, **k)
+            finally:
+                self.exit()
+        return timed_fn
+
+
+def instrument(xbar, timer: StageTimer) -> list:
+    """Time the converted model's parts (forward hooks on the graph's modules) and, inside them,
+    the converters, array products, normal draws and the fused kernel (the module-level functions
+    the analog modules call, patched). Returns the undo list for :func:`uninstrument`."""
+    import imssa.crossbar.chips as chips_mod
+    import imssa.crossbar.periphery as periphery_mod
+    from imssa.crossbar.tile import AnalogTile
+
+    undo = []
+
+    def patch(obj, attr: str, name: str) -> None:
+        fn = getattr(obj, attr)
+        undo.append((obj, attr, fn))
+        setattr(obj, attr, timer.wrap(name, fn))
+
+    patch(chips_mod, "dac", "DAC")
+    patch(chips_mod, "sense", "noise + ADC")
+    patch(chips_mod, "register", "state register")
+    patch(periphery_mod, "randn_like", "normal draws")
+    patch(AnalogTile, "sense", "array products (mean, variance)")
+    patch(AnalogTile, "decode", "decode (piece sums)")
+    try:
+        import imssa.crossbar.scan_triton as scan_mod
+        patch(scan_mod, "crossbar_scan", "fused SSM kernel")
+    except ImportError:  # no triton: the SSM runs the step loop
+        pass
+    names = ["encoder", "decoder"] + [f"blocks.{i}.{m}" for i in range(len(xbar.blocks))
+                                      for m in ("ssm", "activation", "mix", "glu")]
+    for name in names:
+        mod = xbar.get_submodule(name)
+        undo.append(mod.register_forward_pre_hook(lambda m, a, n=name: timer.enter(n)))
+        undo.append(mod.register_forward_hook(lambda m, a, o: timer.exit()))
+    return undo
+
+
+def uninstrument(undo: list) -> None:
+    for u in reversed(undo):
+        if isinstance(u, tuple):
+            setattr(*u)
+        else:
+            u.remove()
+
+
+def stage_rows(seconds: dict[str, float], calls: dict[str, int], scale: float) -> list[dict]:
+    total = sum(seconds.values())
+    return [{"stage": k, "seconds": v, "calls": calls[k], "share": v / total,
+             "full_job_s": v * scale} for k, v in sorted(seconds.items(), key=lambda kv: -kv[1])]
+
+
+def summaries(seconds: dict[str, float], scale: float) -> dict[str, dict[str, float]]:
+    """Job seconds by graph part (inclusive: "encoder", "blocks.0.mix", ...; "glue" is the
+    forward's own ops: residual adds, mean pooling, Python) and by kind of work over all parts (the
+    innermost timer: "DAC", "normal draws", ...; "<part> (own ops)" where a part's own code ran:
+    GELU, GLU, the step loop's Python and digital ops)."""
+    part: dict[str, float] = {}
+    kind: dict[str, float] = {}
+    for path, v in seconds.items():
+        names = path.split("/")
+        p = names[1] if len(names) > 1 else "glue"
+        part[p] = part.get(p, 0.0) + v * scale
+        k = (names[-1] if len(names) > 2 else f"{p} (own ops)" if len(names) == 2
+             else "forward (own ops: residual adds, mean pooling, Python)")
+        kind[k] = kind.get(k, 0.0) + v * scale
+    return {"by_part": dict(sorted(part.items(), key=lambda kv: -kv[1])),
+            "by_kind": dict(sorted(kind.items(), key=lambda kv: -kv[1]))}
+
+
+def torch_profile(xbar, ub, sync, top: int = 20) -> list[dict]:
+    """One forward under torch.profiler: the ops with the most device (else CPU) time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if ub.is_cuda else [])
+    with profile(activities=acts) as prof:
+        xbar(ub, mode="recurrent")
+        sync()
+    rows = []
+    for e in prof.key_averages():
+        dev = getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+        rows.append({"op": e.key, "calls": e.count, "self_device_s": dev / 1e6,
+                     "self_cpu_s": e.self_cpu_time_total / 1e6})
+    rows.sort(key=lambda r: -(r["self_device_s"] if ub.is_cuda else r["self_cpu_s"]))
+    return rows[:top]
+
+
+def add_stage_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stages", action="store_true",
+                   help="whole-job breakdown instead of the kernel profile: setup (programming, "
+                        "calibration, drift), compilation, and per part of the forward (encoder, "
+                        "SSM kernel, mix, decoder, converters, draws, glue) on --sequences, "
+                        "scaled to the job")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="--stages: sequences per forward (default: bench_crossbar's, 1000 on "
+                        "CUDA, 8 on CPU); with --tiny: 8 seq x 128 steps x 2 chips of the model")
+    p.add_argument("--torch-profile", action="store_true",
+                   help="--stages: also one forward under torch.profiler (top ops)")
+
+
+def stage_breakdown(args) -> None:
+    """Where the job's time goes outside the SSM recurrence: a slice of the job run as
+    bench_crossbar.py runs it (convert, calibrate, set_time, warm-up, batches), every part timed."""
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
+                          if args.device == "auto" else args.device)
+    cuda = device.type == "cuda"
+    if args.tiny:
+        for k, v in STAGE_CPU_SLICE.items():
+            setattr(args, k, v)
+        args.calibration_sequences = 2
+    args.batch_size = args.batch_size or min(args.sequences, 1000 if cuda else 8)
+    sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
+    setup = {}
+
+    def clock(name: str, fn):
+        sync()
+        t0 = time.perf_counter()
+        out = fn()
+        sync()
+        setup[name] = time.perf_counter() - t0
+        return out
+
+    torch.manual_seed(0)
+    model = S4DModel(preset(args.model)).to(device).eval()
+    u = torch.randn(args.sequences, args.length, model.cfg.d_input, device=device,
+                    generator=torch.Generator(device=device).manual_seed(1))
+    pcm = PCMDevice(PCMConfig(g_max=G_MAX, read_noise_mode="per_step"))
+    periphery = PeripheryConfig(dac_bits=8, adc_bits=8, read_noise_mode="per_step")
+    mapping = MappingConfig(g_max=G_MAX, encoding=args.encoding)
+    xbar = clock("convert (programming)", lambda: convert(model, mapping, pcm, periphery,
+                                                          chips=args.chips, seed=0))
+    clock("calibrate (step loop)", lambda: calibrate(xbar, u[:args.calibration_sequences]))
+    clock("set_time (drift)", lambda: set_time(
+        xbar, args.t_inference, torch.Generator(device=device).manual_seed(2)))
+    clock("warm-up, 2 seq x 32 steps (bench_crossbar's before this session)",
+          lambda: xbar(u[:2, :32], mode="recurrent"))
+    batches = list(u.split(args.batch_size))
+    clock("warm-up, a batch x 32 steps (the kernel's BLOCK_B of the batch)",
+          lambda: xbar(batches[0][:, :32], mode="recurrent"))
+    clock("first batch (allocator growth)", lambda: xbar(batches[0], mode="recurrent"))
+    plain = []  # steady state without the timers
+    for ub in batches:
+        sync()
+        t0 = time.perf_counter()
+        xbar(ub, mode="recurrent")
+        sync()
+        plain.append(time.perf_counter() - t0)
+    timer = StageTimer(sync)
+    undo = instrument(xbar, timer)
+    try:
+        for ub in batches:
+            timer.enter("forward")
+            xbar(ub, mode="recurrent")
+            timer.exit()
+    finally:
+        uninstrument(undo)
+    profile_rows = None
+    if args.torch_profile:
+        try:  # CUPTI may be missing on a host; the timings above stand without it
+            profile_rows = torch_profile(xbar, batches[0], sync)
+        except RuntimeError as e:
+            print(f"torch.profiler failed ({e}); no op table", file=sys.stderr)
+    scale = (FULL_SEQUENCES / args.sequences) * (FULL_LENGTH / args.length) * (
+        FULL_CHIPS / args.chips)
+    rows = stage_rows(timer.seconds, timer.calls, scale)
+    summary = summaries(timer.seconds, scale)
+    timed = sum(timer.seconds.values())
+    run_plain = sum(plain)
+    env = environment(device)
+    name = env["device_name"]
+    print(f"\n{args.model}, {args.encoding}, PCM 8-bit, read every step; slice {args.sequences} seq "
+          f"x {args.length} steps x {args.chips} chips, batch {args.batch_size}, on {name}; "
+          f"job = 10,000 x 784 x 10 (scale x{scale:.1f}); glue = the stage's own Python and "
+          f"digital ops")
+    print(f"{'setup stage':<68}{'s':>9}")
+    for k, v in setup.items():
+        print(f"{k:<68}{v:>9.3f}")
+    print(f"\n{'forward stage (exclusive)':<60}{'calls':>7}{'slice s':>10}{'share':>7}{'job s':>9}")
+    for r in rows:
+        print(f"{r['stage']:<60}{r['calls']:>7}{r['seconds']:>10.4f}{r['share']:>7.1%}"
+              f"{r['full_job_s']:>9.2f}")
+    print(f"{'all (timed, synchronized at every stage)':<60}{'':>7}{timed:>10.4f}{'':>7}"
+          f"{timed * scale:>9.2f}")
+    print(f"{'all (untimed run of the same batches)':<60}{'':>7}{run_plain:>10.4f}{'':>7}"
+          f"{run_plain * scale:>9.2f}")
+    for title, d in (("by part of the graph (inclusive)", summary["by_part"]),
+                     ("by kind of work, over all parts", summary["by_kind"])):
+        print(f"\njob seconds {title}")
+        for k, v in d.items():
+            print(f"  {k:<58}{v:>9.2f}  {v / (timed * scale):>6.1%}")
+    if profile_rows:
+        key = "self_device_s" if cuda else "self_cpu_s"
+        print(f"\ntorch.profiler, one batch: top ops by {key}")
+        for r in profile_rows[:15]:
+            print(f"{r['op'][:60]:<60}{r['calls']:>7}{r[key]:>10.4f}")
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    out = args.out or Path("benchmarks/results") / (
+        f"profile_stages_{slug}{'_tiny' if args.tiny else ''}.json")
+    write_json({
+        "benchmark": "crossbar_job_stages", "model": args.model,
+        "job": {"sequences": FULL_SEQUENCES, "length": FULL_LENGTH, "chips": FULL_CHIPS},
+        "measured": {"sequences": args.sequences, "length": args.length, "chips": args.chips,
+                     "batch_size": args.batch_size,
+                     "calibration_sequences": args.calibration_sequences},
+        "setting": {"encoding": args.encoding, "device_model": "PCM, read every step",
+                    "dac_bits": 8, "adc_bits": 8, "t_inference_s": args.t_inference},
+        "extrapolation": "job = slice seconds x 10000 / sequences x 784 / length x 10 / chips "
+                         "(setup is not scaled)",
+        "setup_s": setup, "stages": rows, **summary, "timed_total_s": timed, "untimed_run_s": run_plain,
+        "untimed_batch_s": plain, "torch_profile": profile_rows,
+        "versions": {d: version(d) for d in ("torch", "triton")},
+        "command": "python " + shlex.join(sys.argv), **env,
     }, out)
     print(f"wrote {out}")
 
