@@ -34,9 +34,10 @@ lightning      ``lightning_s4d`` (aihwkit-lightning 2.1.0 ``AnalogLinear`` on ``
 Variant rows (``--variants``): imssa on other configurations, the fused kernel against the step
 loop (``IMSSA_CROSSBAR_SCAN=torch``, timed on ``--variant-loop-sequences``): the real
 increment-form model ``s4d-real-64x4`` (A_bar - 1 on the array, one scale per mode) and
-``s4d-64`` with A_bar kept digital; ``s4d-64:previous-kernel`` is the main row's model on the
-kernel before its cheaper normals and converters (``IMSSA_CROSSBAR_KERNEL=previous``; fused only),
-for a before/after ratio in one run.
+``s4d-64`` with A_bar kept digital; ``s4d-64:previous-kernel`` and ``s4d-64:current-kernel`` are
+the main row's model on the kernel before its cheaper normals and converters (the default) and on
+the opt-in kernel with them (``IMSSA_CROSSBAR_KERNEL=previous`` / ``current``; fused only), for a
+before/after ratio in one run. The main row runs the default kernel.
 
 Reported: seconds for the full 10,000 x 784 x 10-chip job (setup = programming / calibration,
 plus run), extrapolated where marked, and the ratio to imssa; the JSON keeps every raw timing,
@@ -86,6 +87,7 @@ VARIANTS = {
                                                   "transition_scale": "mode"}, ()),
     "s4d-64:digital-A": ("s4d-64", {}, ("A",)),
     "s4d-64:previous-kernel": ("s4d-64", {}, (), "previous"),
+    "s4d-64:current-kernel": ("s4d-64", {}, (), "current"),
 }
 
 
@@ -365,7 +367,10 @@ def variant_rows(u: Tensor, args, device: torch.device) -> list[dict]:
             runs = (("auto", len(u)), ("torch", min(loop_n, len(u))))
             for backend, n in runs[:1] if kernel else runs:
                 os.environ["IMSSA_CROSSBAR_SCAN"] = backend
-                os.environ["IMSSA_CROSSBAR_KERNEL"] = kernel[0] if kernel else "current"
+                if kernel:
+                    os.environ["IMSSA_CROSSBAR_KERNEL"] = kernel[0]
+                else:
+                    os.environ.pop("IMSSA_CROSSBAR_KERNEL", None)
                 row, _ = run_imssa(model, u[:n], args, device, mapping, digital)
                 row.update(variant=name, model=preset_name, backend=scan_backend(u))
                 rows.append(row)

@@ -33,6 +33,7 @@ import hashlib
 import itertools
 import json
 import sys
+import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,8 +207,10 @@ def check_path(path: str) -> None:
 
 
 def _typed(cls: type, values: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """A section's values, unknown keys refused and strings read as their field's type."""
+    """A section's values, unknown keys refused, strings read as their field's type, and an
+    integer given for a number field made a float (so ``3`` and ``3.0`` give one content key)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     out = {}
     for key, value in values.items():
         if key not in fields:
@@ -215,8 +218,14 @@ def _typed(cls: type, values: Mapping[str, Any], where: str) -> dict[str, Any]:
                              f"{', '.join(fields)}")
         if value == "none" and isinstance(fields[key].default, tuple):
             out[key] = ()  # a tuple field's "none" (e.g. simulate.digital): nothing listed
+        elif isinstance(value, str):
+            out[key] = parse_field(cls, key, value)
+        elif isinstance(value, int) and not isinstance(value, bool) \
+                and float in (hints[key], *typing.get_args(hints[key])) \
+                and int not in typing.get_args(hints[key]):
+            out[key] = float(value)
         else:
-            out[key] = parse_field(cls, key, value) if isinstance(value, str) else value
+            out[key] = value
     return out
 
 
