@@ -83,6 +83,24 @@ def test_spec_errors_in_sections_and_zip_groups(tmp_path, capsys):
         parse_spec(SPEC + '[quantize]\nmethod = "qat"\n[qat]\nparameterization = "discrete"\n')
 
 
+def test_an_integer_for_a_number_field_gives_the_same_keys():
+    """TOML's 3 and 3.0 are one setting: a rerun of a spec written either way finds its points."""
+    def keys(margin: str, noise: str) -> set[str]:
+        text = SPEC.split("[axes]")[0] + f"""
+[quantize]
+method = "qat"
+preset = "fp"
+[qat]
+a_margin = {margin}
+[axes]
+"simulate.memristor.prog_noise" = [{noise}]
+"""
+        return {p.config.point_key() for p in parse_spec(text).points}
+
+    assert keys("3", "0, 1") == keys("3.0", "0.0, 1.0")
+    assert keys("3", "0") != keys("2", "0")
+
+
 def test_plan_shares_every_stage(tmp_path, capsys):
     """method ptq|qat x qat.train_noise: the two PTQ points are one; one training per seed."""
     spec = parse_spec(SPEC.split("[axes]")[0] + """
