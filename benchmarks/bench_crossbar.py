@@ -1,5 +1,5 @@
 """Crossbar inference speed: the sMNIST test set through s4d-64 on PCM crossbars, many chips,
-read noise at every step -- imssa against its peers (imssa.crossbar.peers), same run.
+read noise at every step -- imssa against its peers (imssa.crossbar.peers, library_peers), same run.
 
 The job (the project's target): 10,000 test sequences x 784 steps x 10 chip instances, PCM
 (aihwkit's PCMLikeNoiseModel statistics), 8-bit DACs and ADCs, a fresh read of every device at
@@ -66,7 +66,8 @@ import torch
 from torch import Tensor
 
 from imssa.crossbar import PeripheryConfig, calibrate, convert, set_time
-from imssa.crossbar.peers import LINEAR_LAYOUTS, PlainLoop, analog_layers
+from imssa.crossbar.library_peers import LINEAR_LAYOUTS, analog_layers
+from imssa.crossbar.peers import PlainLoop
 from imssa.devices import PCMConfig, PCMDevice
 from imssa.experiments.io import environment, write_json
 from imssa.mapping import MappingConfig
@@ -250,7 +251,7 @@ def run_library(library: str, model: S4DModel, ranges: dict[str, Tensor], layout
                 batch: int, steps: int, args, device: torch.device) -> dict:
     """One chip of a library peer: build (and for aihwkit program and drift), then the forward
     of a batch over ``steps`` steps; extrapolated linearly to 784 steps and the full job."""
-    from imssa.crossbar import peers
+    from imssa.crossbar import library_peers as peers
 
     sync = make_sync(device)
     ub = torch.randn(batch, steps, model.cfg.d_input, device=device,

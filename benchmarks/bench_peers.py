@@ -1,7 +1,7 @@
 """Same-run peers: imssa against aihwkit-lightning on the GPU and against aihwkit on the CPU, each
 pair on the same slice of the sMNIST crossbar job, in one process.
 
-The job (``imssa.crossbar.peers.PeerJob``): ``s4d-64`` on PCM (aihwkit's PCMLikeNoiseModel
+The job (``imssa.crossbar.library_peers.PeerJob``): ``s4d-64`` on PCM (aihwkit's PCMLikeNoiseModel
 statistics, g_max 25 µS), 8-bit DACs and ADCs, a fresh read at every recurrent step, drifted to
 one day. A slice is ``sequences`` x ``length`` steps x ``chips`` chips; both contenders of a
 pair run the same input tensor. Weights are a fresh ``s4d-64`` (speed does not depend on them),
@@ -30,7 +30,6 @@ peer / imssa of run and of setup + run. JSON to benchmarks/results/peers_<device
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import os
 import shlex
 import sys
@@ -38,21 +37,13 @@ import time
 from pathlib import Path
 
 import torch
+from bench_crossbar import LIBRARIES, device_slug, version
 from torch import Tensor
 
 from imssa.crossbar import calibrate, set_time
-from imssa.crossbar.peers import LINEAR_LAYOUTS, PeerJob, analog_layers
+from imssa.crossbar.library_peers import LINEAR_LAYOUTS, PeerJob, analog_layers
 from imssa.experiments.io import environment, write_json
 from imssa.ssm import S4DModel, preset
-
-LIBRARIES = {"aihwkit": "aihwkit", "lightning": "aihwkit-lightning"}  # peer -> distribution
-
-
-def version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def sync(device: torch.device) -> None:
@@ -240,7 +231,7 @@ def main(argv=None) -> None:
               "versions": {d: version(d) for d in ("torch", "triton", *LIBRARIES.values())},
               "cpu_threads": torch.get_num_threads(),
               "command": "python " + shlex.join(sys.argv), **env}
-    slug = env["device_name"].lower().replace(" ", "-").replace("/", "-") or "cpu"
+    slug = device_slug(env["device_name"]) or "cpu"
     out = args.out or Path("benchmarks/results") / (
         f"peers_{slug}{'_quick' if args.quick else ''}.json")
     write_json(result, out)

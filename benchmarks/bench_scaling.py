@@ -4,7 +4,7 @@ each axis swept from one base point, in one run (issue 12, item 5).
 What is timed is one forward pass of a converted model, ``model(u, mode="recurrent")``, what
 ``imssa simulate`` runs: on CUDA every SSM layer is one launch of the fused Triton recurrence
 (``imssa.crossbar.scan_triton``), on the CPU the same code takes the step loop. The setting is
-the sMNIST job's (``imssa.crossbar.peers.PeerJob``): PCM (aihwkit's PCMLikeNoiseModel
+the sMNIST job's (``imssa.crossbar.library_peers.PeerJob``): PCM (aihwkit's PCMLikeNoiseModel
 statistics, g_max 25 µS), 8-bit DACs and ADCs, a fresh read of every device at every step,
 drifted to one day. Models are one-layer S4D classifiers with random weights (S4DConfig(d_model=H,
 d_state=N)), converted on ``chips`` chips; speed does not depend on the weights. Inputs are
@@ -60,7 +60,8 @@ from bench_crossbar import cpu_name, device_slug, make_sync, version
 from torch import Tensor
 
 from imssa.crossbar import calibrate, set_time
-from imssa.crossbar.peers import PeerJob, PlainLoop
+from imssa.crossbar.library_peers import PeerJob
+from imssa.crossbar.peers import PlainLoop
 from imssa.experiments.io import environment, write_json
 from imssa.mapping import MappingConfig
 from imssa.ssm import S4DConfig, S4DModel

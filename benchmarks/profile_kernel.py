@@ -45,16 +45,15 @@ the glue left in each (Python, residual, pooling); the same batches untimed besi
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import math
 import os
-import re
 import shlex
 import sys
 import time
 from pathlib import Path
 
 import torch
+from bench_crossbar import device_slug, make_sync, version
 
 from imssa.crossbar import PeripheryConfig, calibrate, convert, set_time
 from imssa.devices import PCMConfig, PCMDevice
@@ -75,13 +74,6 @@ PEAKS = {"H200": (67e12, 4.8e12), "H100": (67e12, 3.35e12)}
 OPS_PER_PHILOX = 70  # one Philox-4x32-10 call: 10 rounds of 2 multiply-highs, xors, key bumps
 OPS_PER_BOX_MULLER = 20  # one pair of normals: log, sqrt, sin, cos (SFU) and the scaling
 OPS_PER_CONVERSION = 10  # IEEE division, round half to even (floor, compares), clamp, multiply
-
-
-def version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def job_counts(H: int, M: int, pairs: int, S: int, P: int, layers: int, blocks: int,
@@ -185,7 +177,7 @@ def main(argv=None) -> None:
                           if args.device == "auto" else args.device)
     if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
         sys.exit("on CPU the kernel runs in Triton's interpreter: set TRITON_INTERPRET=1")
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    sync = make_sync(device)
     xbar, x = build(args, device)
     ssm = xbar.blocks[0].ssm
     layers = len(xbar.blocks)
@@ -246,7 +238,7 @@ def main(argv=None) -> None:
               f"(estimate) {fl['rng_ops_estimate_s']:.2f} s, all ops (estimate) "
               f"{fl['ops_estimate_s']:.2f} s")
 
-    slug = re.sub(r"[^a-z0-9]+", "-", env["device_name"].lower()).strip("-")
+    slug = device_slug(env["device_name"])
     out = args.out or Path("benchmarks/results") / (
         f"profile_kernel_{slug}{'_tiny' if args.tiny else ''}.json")
     write_json({
@@ -418,7 +410,7 @@ def stage_breakdown(args) -> None:
             setattr(args, k, v)
         args.calibration_sequences = 2
     args.batch_size = args.batch_size or min(args.sequences, 1000 if cuda else 8)
-    sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
+    sync = make_sync(device)
     setup = {}
 
     def clock(name: str, fn):
@@ -502,7 +494,7 @@ def stage_breakdown(args) -> None:
         print(f"\ntorch.profiler, one batch: top ops by {key}")
         for r in profile_rows[:15]:
             print(f"{r['op'][:60]:<60}{r['calls']:>7}{r[key]:>10.4f}")
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    slug = device_slug(name)
     out = args.out or Path("benchmarks/results") / (
         f"profile_stages_{slug}{'_tiny' if args.tiny else ''}.json")
     write_json({

@@ -1,4 +1,4 @@
-"""The benchmark's peers (imssa.crossbar.peers) compute what imssa's analog model computes.
+"""The benchmark's peers (imssa.crossbar.peers, library_peers) compute what imssa's analog model computes.
 
 - Ideal devices and converters: every peer (the plain loop in both layouts, aihwkit and
   aihwkit-lightning in both layouts of A) equals imssa's analog model to 1e-6 in float32.
@@ -27,15 +27,8 @@ from imssa.crossbar import (
     quantize_symmetric,
     set_time,
 )
-from imssa.crossbar.peers import (
-    PLAIN_LAYOUTS,
-    LinearS4D,
-    PlainLoop,
-    adc_groups,
-    analog_layers,
-    dense_ssm,
-    real_weights,
-)
+from imssa.crossbar.library_peers import LinearS4D, analog_layers
+from imssa.crossbar.peers import PLAIN_LAYOUTS, PlainLoop, adc_groups, dense_ssm, real_weights
 from imssa.devices import Device, IdealDevice, PCMConfig, PCMDevice
 from imssa.errors import ImssaError
 from imssa.mapping import MappingConfig
@@ -140,7 +133,7 @@ def test_plain_loop_equals_imssa_with_quantized_periphery(layout, bits):
 def test_library_peer_equals_imssa(library, layout, dac_bits):
     """Ideal converters, or the DAC alone on imssa's ranges: equal to 1e-6."""
     pytest.importorskip(library)
-    from imssa.crossbar.peers import aihwkit_s4d, lightning_s4d
+    from imssa.crossbar.library_peers import aihwkit_s4d, lightning_s4d
 
     build = aihwkit_s4d if library == "aihwkit" else lightning_s4d
     model, u = _model(), _inputs(B=16)
@@ -157,7 +150,7 @@ def test_library_peer_equals_imssa(library, layout, dac_bits):
 def test_lightning_adc_rounds_on_imssa_grid():
     """Each lightning layer's ADC is imssa's converter on the group's range (bias after it)."""
     pytest.importorskip("aihwkit_lightning")
-    from imssa.crossbar.peers import lightning_s4d
+    from imssa.crossbar.library_peers import lightning_s4d
 
     model, u = _model(), _inputs(B=16)
     per = PeripheryConfig(dac_bits=8, adc_bits=6)
@@ -206,7 +199,7 @@ def test_lightning_output_noise_matches_imssa_statistics():
     one draw per sensed column and lightning's per-layer draws (A and B, C and D each half the
     variance) give logits of the same mean and std (16-bit DACs on both, for the ranges)."""
     pytest.importorskip("aihwkit_lightning")
-    from imssa.crossbar.peers import lightning_s4d
+    from imssa.crossbar.library_peers import lightning_s4d
 
     model = _model()
     u = _inputs(B=1, L=8).expand(3000, -1, -1)
@@ -227,7 +220,7 @@ def test_aihwkit_pcm_peer_programs_and_drifts():
     """The benchmark's aihwkit configuration runs: programming and drift move the logits, a
     second chip differs from the first, and both stay near the ideal logits."""
     pytest.importorskip("aihwkit")
-    from imssa.crossbar.peers import aihwkit_s4d, program_aihwkit
+    from imssa.crossbar.library_peers import aihwkit_s4d, program_aihwkit
 
     model, u = _model(), _inputs(B=8)
     per = PeripheryConfig(dac_bits=8, adc_bits=8)
@@ -268,7 +261,7 @@ def test_peer_job_builds_the_contenders_of_one_job(library):
     on every ADC group, so it runs in training mode). Noise makes two runs differ, and each
     stays near the ideal logits; lightning's contiguous per-channel slices feed its layers."""
     pytest.importorskip(library)
-    from imssa.crossbar.peers import PeerJob
+    from imssa.crossbar.library_peers import PeerJob
 
     job = PeerJob()
     assert job.periphery() == PeripheryConfig(dac_bits=8, adc_bits=8, read_noise_mode="per_step")
