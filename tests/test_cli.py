@@ -278,3 +278,18 @@ def test_every_default_comes_from_the_configs():
             default = p.get_default(dest)
             field = next(f for f in dataclasses.fields(cls) if f.name == name)
             assert default == field.default, (verb, name)
+
+
+def test_ctrl_c_inside_no_grad_leaves_grad_mode_on(monkeypatch, capsys):
+    """A KeyboardInterrupt that lands after ``no_grad`` switched autograd off and before its
+    ``with`` body began (so no ``__exit__`` runs) must not leave autograd off for later calls."""
+    import imssa.experiments.train as experiments_train
+
+    def interrupted_in_no_grad(*_, **__):
+        torch.set_grad_enabled(False)  # what no_grad.__enter__ has done when the signal lands
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiments_train, "train", interrupted_in_no_grad)
+    assert main(["train", *QUICK, "--out", "unused"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert torch.is_grad_enabled()

@@ -37,7 +37,19 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns the exit status (0 done, 2 bad input, 130 interrupted)."""
+    """Run one command; returns the exit status (0 done, 2 bad input, 130 interrupted).
+
+    Called in-process (a notebook, a test), it leaves torch's grad mode as it found it, even when
+    a Ctrl-C lands inside a ``torch.no_grad`` block's entry or exit, which would otherwise leave
+    autograd off for every later call."""
+    grad = torch.is_grad_enabled()
+    try:
+        return _run(argv)
+    finally:
+        torch.set_grad_enabled(grad)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help (0) or a bad option (2), already printed
