@@ -296,7 +296,8 @@ def compare_case(name: str, device: str) -> dict:
 
 
 def _check_report(name: str, r: dict, exact: bool = True) -> None:
-    """The report of one case; ``exact``: the interpreter (compiled code may use FMAs)."""
+    """The report of one case; ``exact``: the interpreter (compiled: the GPU's own sine, cosine
+    and log in the draws, and its libdevice division; the launch contracts no FMAs)."""
     if name == "profile-stages":
         assert all(v for k, v in r.items() if exact or not k.endswith("cols=0")), r
         return
@@ -329,7 +330,7 @@ def _check_report(name: str, r: dict, exact: bool = True) -> None:
             # nothing accumulates) ...
             assert r["y_ideal"]["rel"] < 1e-6, r
             # ... which may flip an 8-bit output ADC step where a sum lies within float error
-            # of a boundary (compiled code may also contract multiply-adds into FMAs)
+            # of a boundary
             assert r["y"]["close"] >= 0.99 and r["y"]["rel"] < 0.05, r
         return
     if name == "read_noise":
