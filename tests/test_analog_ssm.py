@@ -357,6 +357,26 @@ def test_cli_transition_error_writes_the_dataset_and_figure(real_run, tmp_path, 
         assert json.loads(ds.attrs["config"])["mapping"]["transition"] == "increment"
 
 
+def test_cli_transition_error_takes_the_chip_options_of_simulate(real_run, tmp_path, capsys):
+    """The chip options are simulate's (one helper declares both): four devices per weight of
+    A_bar alone (--per-tensor) cut the error of the on-chip A_bar (to 0.64 of one device's
+    here, where 1/sqrt(4) would be the programming error's alone), as --n-devices 4 for every
+    weight does."""
+    base = ["analyze", "transition-error", str(real_run), "--memristor", "gaussian",
+            "--prog-noise", "0.02", "--t-inference", "0", "--chips", "4", "--transition",
+            "increment", "--transition-scale", "mode", "--device", "cpu", "--no-plot"]
+    errors = {}
+    for name, extra in (("one", []), ("a4", ["--per-tensor", "A:n_devices=4"]),
+                        ("all4", ["--n-devices", "4"])):
+        out = tmp_path / f"{name}.nc"
+        assert main([*base, *extra, "--out", str(out)]) == 0
+        with xr.open_dataset(out, engine="scipy") as ds:
+            errors[name] = float(ds.error.mean())
+    capsys.readouterr()
+    assert 0.5 <= errors["a4"] / errors["one"] < 0.75, errors
+    assert errors["all4"] == pytest.approx(errors["a4"], rel=0.05), errors
+
+
 _NARROW = (["--transition", "increment", "--dac-bits", "8", "--state-bits", "6"],
            "--state-bits=6 (the increment form's accumulator) is narrower than the state")
 _SPLIT_REAL = (["--transition-scale", "split"], "--transition-scale='split' needs complex modes")

@@ -19,17 +19,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from imssa.cli.simulate import default, translate
-from imssa.crossbar import COMPENSATIONS, PeripheryConfig
-from imssa.devices import DEVICES, make_device
+from imssa.cli.simulate import add_chip_options, chip_config, chip_memristors, default, translate
 from imssa.errors import ImssaError
 from imssa.experiments.analyses import VARIANTS, sensitivity, stability, width
 from imssa.experiments.analyses.checks import check_bits
 from imssa.experiments.analyses.stability import A_BAR_GRANULARITIES
 from imssa.experiments.analyses.transition import summary, transition_error
-from imssa.experiments.io import parse_value
-from imssa.experiments.simulate import DEFAULT_MEMRISTOR, SimulationConfig, format_times
-from imssa.mapping import TRANSITION_SCALES, TRANSITIONS, MappingConfig
+from imssa.experiments.simulate import SimulationConfig
 from imssa.names import ALIASES
 from imssa.quant import TARGETS
 from imssa.quant.spec import A_BAR_FORMS, GELU_FORMS, MAX_BITS, MIN_BITS
@@ -159,23 +155,11 @@ def _width_cmd(args: argparse.Namespace) -> None:
 
 
 def _transition_cmd(args: argparse.Namespace) -> None:
-    """``transition-error``: the simulate verb's settings, its errors worded with its flags."""
+    """``transition-error``: the simulate verb's chip settings, its errors worded with its flags."""
     plot = _plot_path(args)
     try:
-        fields = {} if args.prog_noise is None else {"prog_noise": args.prog_noise}
-        for item in args.set or []:
-            field, eq, value = item.partition("=")
-            if not eq:
-                raise ImssaError(f"--set needs FIELD=VALUE, got {item!r}")
-            fields[field.strip()] = parse_value(value)
-        config = SimulationConfig(
-            t_inference=args.t_inference, chips=args.chips, seed=args.seed, device=args.device,
-            mapping=MappingConfig(transition=args.transition,
-                                  transition_scale=args.transition_scale),
-            periphery=PeripheryConfig(drift_compensation=args.compensation),
-            digital=tuple(p.strip() for p in (args.digital or "").split(",") if p.strip()))
-        ds = transition_error(args.run, make_device(args.memristor, **fields), config,
-                              out=args.out, plot=plot)
+        memristor, _ = chip_memristors(args)
+        ds = transition_error(args.run, memristor, chip_config(args), out=args.out, plot=plot)
     except ImssaError as err:
         raise ImssaError(translate(str(err))) from None
     print(summary(ds))
@@ -183,40 +167,17 @@ def _transition_cmd(args: argparse.Namespace) -> None:
 
 
 def _add_transition(sub: Any) -> None:
-    """``imssa analyze transition-error``: defaults from SimulationConfig, MappingConfig and
-    PeripheryConfig, as ``imssa simulate``'s."""
+    """``imssa analyze transition-error``: ``imssa simulate``'s chip options (and defaults), no
+    converters (it reads A_bar alone)."""
     p = sub.add_parser(
         "transition-error", help="each mode's A_bar on chip against its decay 1 - |A_bar|",
         description="Program the run's A_bar onto --chips simulated chips (the chips `imssa "
-        "simulate` programs with the same settings), drift them to each --t-inference and "
+        "simulate` programs with the same options), drift them to each --t-inference and "
         "compare every mode's A_bar on chip (after drift compensation; 1 + the realized "
         "increment in the increment form) with the digital one: |A_chip - A_bar| against "
         "1 - |A_bar|. Modes whose error reaches their decay break.")
     p.add_argument("run", help="run folder written by `imssa train`")
-    p.add_argument("--memristor", default=DEFAULT_MEMRISTOR, choices=sorted(DEVICES),
-                   help="memristive device model (default %(default)s)")
-    p.add_argument("--prog-noise", type=float, help="gaussian: programming-noise std relative "
-                   "to g_max")
-    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
-                   help="any memristor-config field, e.g. --set n_devices=4 (repeatable)")
-    p.add_argument("--t-inference", default=format_times(default(SimulationConfig, "t_inference")),
-                   help="times since programming, e.g. 0,1s,1d,1y (default %(default)s)")
-    p.add_argument("--chips", type=int, default=default(SimulationConfig, "chips"),
-                   help="chip instances (default %(default)s)")
-    p.add_argument("--transition", default=default(MappingConfig, "transition"),
-                   choices=TRANSITIONS, help="A_bar itself on the array, or A_bar - 1 with the "
-                   "state register accumulating (default %(default)s)")
-    p.add_argument("--transition-scale", default=default(MappingConfig, "transition_scale"),
-                   choices=TRANSITION_SCALES, help="A_bar's conductance scales: one per mode, or "
-                   "split (complex SSMs only); default: per tensor")
-    p.add_argument("--compensation", default=default(PeripheryConfig, "drift_compensation"),
-                   choices=COMPENSATIONS, help="drift compensation (default %(default)s)")
-    p.add_argument("--digital", default="", metavar="PARTS",
-                   help="parts kept digital, e.g. blocks.0.ssm.A_bar (layers whose A_bar is "
-                   "digital are left out)")
-    p.add_argument("--seed", type=int, default=default(SimulationConfig, "seed"),
-                   help="seeds programming and drift, as in `imssa simulate` (default "
-                   "%(default)s)")
+    add_chip_options(p)
     _add_outputs(p, default(SimulationConfig, "device"))
     p.set_defaults(func=functools.partial(_run, _transition_cmd))
 

@@ -97,8 +97,9 @@ def _tile_size(text: str) -> tuple[int, int]:
     return rows, int(match.group(2) or rows)
 
 
-def _memristors(args: argparse.Namespace) -> tuple[DeviceConfig | list[DeviceConfig], str | None]:
-    """The memristor config (or, with --sweep, one per value) and the swept field."""
+def chip_memristors(args: argparse.Namespace) -> tuple[DeviceConfig | list[DeviceConfig], str | None]:
+    """The memristor config (or, with --sweep where the verb has it, one per value) and the
+    swept field."""
     fields: dict[str, Any] = {name: getattr(args, name) for name in MEMRISTOR_FLAGS
                               if getattr(args, name) is not None}
     if "prog_noise" in fields and args.memristor != "gaussian":
@@ -108,7 +109,7 @@ def _memristors(args: argparse.Namespace) -> tuple[DeviceConfig | list[DeviceCon
         field, value = _assignment(item, "--set")
         fields[field] = parse_value(value)
     base = make_device(args.memristor, **fields).config
-    if not args.sweep:
+    if not getattr(args, "sweep", None):
         return base, None
     field, text = _assignment(args.sweep, "--sweep")
     try:
@@ -118,24 +119,29 @@ def _memristors(args: argparse.Namespace) -> tuple[DeviceConfig | list[DeviceCon
         raise ImssaError(f"--sweep {args.sweep}: {translate(str(err))}") from None
 
 
-def _config(args: argparse.Namespace) -> SimulationConfig:
+#: PeripheryConfig fields -> their options' names in the parsed arguments.
+_PERIPHERY_ARGS = {**{f: f for f in ("dac_bits", "dac_range", "adc_bits", "adc_granularity",
+                                     "calibration", "percentile", "output_noise", "state_bits",
+                                     "state_clip")},
+                   "read_noise_mode": "read_noise", "drift_compensation": "compensation"}
+#: SimulationConfig fields of the run (data and batches), which only ``simulate`` takes.
+_RUN_FIELDS = ("split", "limit", "data_dir", "calibration_samples", "batch_size", "device")
+
+
+def chip_config(args: argparse.Namespace) -> SimulationConfig:
+    """The SimulationConfig of :func:`add_chip_options`' options (and of the converters' and
+    the run's where the verb has them; the others keep their defaults)."""
     rows, cols = _tile_size(args.tile_size)
     mapping = MappingConfig(tile_rows=rows, tile_cols=cols, encoding=args.encoding,
                             granularity=args.granularity, transition=args.transition,
                             transition_scale=args.transition_scale)
-    periphery = PeripheryConfig(
-        dac_bits=args.dac_bits, dac_range=args.dac_range, adc_bits=args.adc_bits,
-        adc_granularity=args.adc_granularity, calibration=args.calibration,
-        percentile=args.percentile, output_noise=args.output_noise,
-        read_noise_mode=args.read_noise, state_bits=args.state_bits,
-        state_clip=args.state_clip, drift_compensation=args.compensation)
+    periphery = PeripheryConfig(**{f: getattr(args, a) for f, a in _PERIPHERY_ARGS.items()
+                                   if hasattr(args, a)})
     digital = tuple(p.strip() for item in args.digital or [] for p in item.split(",") if p.strip())
     return SimulationConfig(
         t_inference=args.t_inference, chips=args.chips, mapping=mapping, periphery=periphery,
-        digital=digital, split=args.split, limit=args.limit,
-        calibration_samples=args.calibration_samples, batch_size=args.batch_size,
-        seed=args.seed, data_dir=args.data_dir, device=args.device,
-        per_tensor=tuple(args.per_tensor or ()))
+        digital=digital, seed=args.seed, per_tensor=tuple(args.per_tensor or ()),
+        **{f: getattr(args, f) for f in _RUN_FIELDS if hasattr(args, f)})
 
 
 def _interrupted(out: Path) -> str:
@@ -157,8 +163,8 @@ def _command(args: argparse.Namespace) -> None:
     try:
         if args.plot:
             check_plot_path(args.plot)
-        memristors, sweep = _memristors(args)
-        ds = simulate(args.run, memristors, _config(args), out, sweep=sweep, force=args.force)
+        memristors, sweep = chip_memristors(args)
+        ds = simulate(args.run, memristors, chip_config(args), out, sweep=sweep, force=args.force)
         print(f"wrote {out}")
         if args.plot:
             plot_accuracy(ds, args.plot)
@@ -170,18 +176,13 @@ def _command(args: argparse.Namespace) -> None:
         raise SystemExit(130) from None
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``imssa simulate`` on the CLI's subparsers; returns the parser."""
-    sim = SimulationConfig
+def add_chip_options(p: argparse.ArgumentParser) -> dict[str, Any]:
+    """The options that say which chips are programmed: memristor, times, chips, mapping, drift
+    compensation, parts kept digital and the seed; ``imssa simulate`` and ``imssa analyze
+    transition-error`` take the same ones, so one command's flags program the other's chips.
+    Returns the argument groups (memristor, mapping, periphery) for a verb to add to."""
+    sim, per = SimulationConfig, PeripheryConfig
     rows, cols = default(MappingConfig, "tile_rows"), default(MappingConfig, "tile_cols")
-    p = subparsers.add_parser(
-        "simulate", help="accuracy of a trained run on simulated crossbar chips over time",
-        description="Program a trained S4D run onto --chips simulated memristive chips, drift "
-        "them to each --t-inference and classify the test split on every chip. Writes an "
-        "xarray NetCDF file (accuracy per time and chip). An interrupted run continues from "
-        "<out>.parts/ when the same command is run again; a finished one is not recomputed "
-        "(--force recomputes).")
-    p.add_argument("run", help="run folder written by `imssa train`")
     p.add_argument("--memristor", default=DEFAULT_MEMRISTOR, choices=sorted(DEVICES),
                    help="memristive device model (default %(default)s)")
     p.add_argument("--t-inference", default=format_times(default(sim, "t_inference")),
@@ -199,10 +200,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--g-max", type=float, help="highest conductance (µS)")
     g.add_argument("--set", action="append", metavar="FIELD=VALUE",
                    help="any memristor-config field, e.g. --set drift_scale=0.5 (repeatable)")
-    g.add_argument("--sweep", metavar="FIELD=V1,V2,...",
-                   help="one memristor-config field over several values, e.g. "
-                   "prog_noise=0.01,0.03 or read_noise_mode=per_step,per_inference")
-    g = p.add_argument_group("mapping")
+    groups = {"memristor": g}
+    g = groups["mapping"] = p.add_argument_group("mapping")
     g.add_argument("--tile-size", default=f"{rows}" if rows == cols else f"{rows}x{cols}",
                    help="crossbar tile ROWS[xCOLS] (default %(default)s)")
     g.add_argument("--encoding", default=default(MappingConfig, "encoding"),
@@ -223,8 +222,33 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="hardware settings of single tensors, e.g. "
                    "A:verify_tol=0.005,n_devices=4,adc_bits=10: memristor fields and "
                    f"{', '.join(PER_TENSOR_PERIPHERY)} (repeatable; later ones win)")
-    g = p.add_argument_group("periphery")
-    per = PeripheryConfig
+    g = groups["periphery"] = p.add_argument_group("periphery")
+    g.add_argument("--compensation", default=default(per, "drift_compensation"),
+                   choices=COMPENSATIONS, help="drift compensation (default %(default)s)")
+    g.add_argument("--digital", action="append", metavar="PARTS",
+                   help="parts kept digital, comma-separated: aliases A, B, C, D, encoder, "
+                   "mix, decoder or paths such as blocks.0.ssm.A_bar, blocks.1.mix (repeatable)")
+    p.add_argument("--seed", type=int, default=default(sim, "seed"),
+                   help="seeds programming and noise (default %(default)s)")
+    return groups
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``imssa simulate`` on the CLI's subparsers; returns the parser."""
+    sim, per = SimulationConfig, PeripheryConfig
+    p = subparsers.add_parser(
+        "simulate", help="accuracy of a trained run on simulated crossbar chips over time",
+        description="Program a trained S4D run onto --chips simulated memristive chips, drift "
+        "them to each --t-inference and classify the test split on every chip. Writes an "
+        "xarray NetCDF file (accuracy per time and chip). An interrupted run continues from "
+        "<out>.parts/ when the same command is run again; a finished one is not recomputed "
+        "(--force recomputes).")
+    p.add_argument("run", help="run folder written by `imssa train`")
+    groups = add_chip_options(p)
+    groups["memristor"].add_argument(
+        "--sweep", metavar="FIELD=V1,V2,...", help="one memristor-config field over several "
+        "values, e.g. prog_noise=0.01,0.03 or read_noise_mode=per_step,per_inference")
+    g = groups["periphery"]
     g.add_argument("--dac-bits", type=int, default=default(per, "dac_bits"),
                    help="input DAC bits (default: ideal)")
     g.add_argument("--dac-range", type=float, default=default(per, "dac_range"),
@@ -249,11 +273,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="state register bits (default: full precision)")
     g.add_argument("--state-clip", type=float, default=default(per, "state_clip"),
                    help="state register bound (default: calibrated when --state-bits is set)")
-    g.add_argument("--compensation", default=default(per, "drift_compensation"),
-                   choices=COMPENSATIONS, help="drift compensation (default %(default)s)")
-    g.add_argument("--digital", action="append", metavar="PARTS",
-                   help="parts kept digital, comma-separated: aliases A, B, C, D, encoder, "
-                   "mix, decoder or paths such as blocks.0.ssm.A_bar, blocks.1.mix (repeatable)")
     g = p.add_argument_group("run")
     g.add_argument("--split", default=default(sim, "split"), choices=SPLITS,
                    help="the split classified (default %(default)s)")
@@ -265,8 +284,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="training sequences that calibrate the converters (default %(default)s)")
     g.add_argument("--batch-size", type=int, default=default(sim, "batch_size"),
                    help="sequences per forward pass (default %(default)s)")
-    g.add_argument("--seed", type=int, default=default(sim, "seed"),
-                   help="seeds programming and noise (default %(default)s)")
     g.add_argument("--out", default=None, help="NetCDF file (default RUN/simulation.nc)")
     g.add_argument("--force", action="store_true",
                    help="recompute a finished or partly finished simulation, overwriting --out")
