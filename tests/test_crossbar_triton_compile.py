@@ -10,7 +10,10 @@ fewer than the step loop's, and broke the state register's exact ties (scan_trit
 
 from __future__ import annotations
 
+import importlib
 import re
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,8 +40,9 @@ class _Captured(Exception):
     """Raised by the stand-in kernel: the launch's arguments, nothing run."""
 
 
-def _launch(name: str, monkeypatch, kernel: str) -> tuple[tuple, dict]:
-    """The arguments and keywords of layer 0's kernel launch for case ``name`` (CPU tensors)."""
+def _launch(name: str, monkeypatch, kernel: str, stages: dict | None = None) -> tuple[tuple, dict]:
+    """The arguments and keywords of layer 0's kernel launch for case ``name`` (CPU tensors);
+    ``stages``: the profile's switches, launched as ``profile_kernel.py`` launches them."""
     seen: dict = {}
 
     class Stand:
@@ -53,8 +57,21 @@ def _launch(name: str, monkeypatch, kernel: str) -> tuple[tuple, dict]:
     monkeypatch.setenv("IMSSA_CROSSBAR_KERNEL", kernel)
     xbar, _, u = cases._crossbar(name, "cpu")
     with pytest.raises(_Captured):
-        cases._layer0(xbar, xbar.encoder(u), "triton", 4)
+        if stages is None:
+            cases._layer0(xbar, xbar.encoder(u), "triton", 4)
+        else:
+            xbar.blocks[0].ssm.fused(xbar.encoder(u), stages)
     return seen["args"], seen["kwargs"]
+
+
+def _profile_variants() -> list:
+    """``benchmarks/profile_kernel.py``'s stage variants (name, switches)."""
+    folder = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        return importlib.import_module("profile_kernel").VARIANTS
+    finally:
+        sys.path.remove(folder)
 
 
 def _ptx(args: tuple, kwargs: dict, **options) -> str:
@@ -94,6 +111,16 @@ def test_kernel_compiles_for_sm90(monkeypatch, name, kernel):
     args, kwargs = _launch(name, monkeypatch, kernel)
     ptx = _ptx(args, kwargs)
     assert ".target sm_90" in ptx and "_crossbar_scan_kernel" in ptx
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", _profile_variants() if HAS_NVIDIA else [],
+                         ids=lambda v: v[0])
+def test_profile_variants_compile_for_sm90(monkeypatch, variant):
+    """Every variant the kernel profile times on the GPU (stages left out or doubled, the
+    previous kernel's parts, the approximate instructions, launch widths) compiles."""
+    args, kwargs = _launch("read_noise", monkeypatch, "current", dict(variant[1]))
+    assert ".target sm_90" in _ptx(args, kwargs)
 
 
 @pytest.mark.slow
