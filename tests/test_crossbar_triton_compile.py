@@ -52,6 +52,7 @@ def _launch(name: str, monkeypatch, kernel: str, stages: dict | None = None) -> 
                 raise _Captured
             return launch
 
+    monkeypatch.setenv("IMSSA_CROSSBAR_SCAN", "triton")  # restored after the test (_layer0 sets it)
     monkeypatch.setattr(scan_triton, "_crossbar_scan_kernel", Stand())
     monkeypatch.setattr("imssa.crossbar.ssm.scan_backend", lambda *_: "triton")
     monkeypatch.setenv("IMSSA_CROSSBAR_KERNEL", kernel)
