@@ -23,7 +23,7 @@ POINTS = {
     "analog-ssm-a-complex": 54, "analog-ssm-a-real": 24, "analog-ssm-a-real16": 12, "analog-ssm-best": 4,
     "analog-ssm-fsdd-gaussian": 16, "analog-ssm-fsdd-pcm": 4, "analog-ssm-levers": 8,
     "analog-ssm-levers-gaussian": 3, "analog-ssm-limits": 11, "analog-ssm-models": 5,
-    "analog-ssm-smnist-gaussian": 16, "analog-ssm-smnist-pcm": 4, "codesign-fsdd": 648, "codesign-fsdd-cpu": 60,
+    "analog-ssm-smnist-gaussian": 16, "analog-ssm-smnist-pcm": 4, "codesign-fsdd": 648, "codesign-fsdd-cpu": 48,
     "codesign-sdigits": 16, "codesign-smnist": 648, "crossbar-fsdd-gaussian": 12,
     "crossbar-fsdd-pcm": 4, "crossbar-smnist-all-analog": 12, "crossbar-smnist-gaussian": 36,
     "crossbar-smnist-mitigation": 21, "crossbar-smnist-pcm": 12, "demo": 4, "foundation": 6, "foundation-other": 2,
@@ -62,7 +62,7 @@ def test_the_cpu_codesign_slice_is_part_of_the_full_study(monkeypatch):
     monkeypatch.chdir(ROOT)
     keys = {name: {p.config.point_key() for p in load_spec(ROOT / "sweeps" / f"{name}.toml").points}
             for name in ("codesign-fsdd-cpu", "codesign-fsdd")}
-    assert len(keys["codesign-fsdd-cpu"]) == 60
+    assert len(keys["codesign-fsdd-cpu"]) == 48
     assert keys["codesign-fsdd-cpu"] <= keys["codesign-fsdd"]
 
 
