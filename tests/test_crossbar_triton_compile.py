@@ -11,6 +11,7 @@ fewer than the step loop's, and broke the state register's exact ties (scan_trit
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import sys
 from pathlib import Path
@@ -25,13 +26,15 @@ try:
 
     import imssa.crossbar.scan_triton as scan_triton
     from imssa.crossbar.scan_triton_kernel import _crossbar_scan_kernel
-    HAS_NVIDIA = "nvidia" in triton.backends.backends
+    _PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    HAS_NVIDIA = "nvidia" in triton.backends.backends and (
+        _PTXAS.is_file() or "TRITON_PTXAS_PATH" in os.environ)
 except ImportError:  # a Triton without its NVIDIA backend
     HAS_NVIDIA = False
 
 import test_crossbar_triton as cases  # noqa: E402  (the cases of the interpreter tests)
 
-pytestmark = pytest.mark.skipif(not HAS_NVIDIA, reason="needs Triton's NVIDIA backend")
+pytestmark = pytest.mark.skipif(not HAS_NVIDIA, reason="needs Triton's NVIDIA backend and ptxas")
 H200 = (90, 32)  # compute capability 9.0, warp size 32
 _DTYPES = {torch.float32: "*fp32", torch.int64: "*i64", torch.int32: "*i32"}
 
