@@ -296,8 +296,8 @@ def compare_case(name: str, device: str) -> dict:
 
 
 def _check_report(name: str, r: dict, exact: bool = True) -> None:
-    """The report of one case; ``exact``: the interpreter (compiled: the GPU's own sine, cosine
-    and log in the draws, and its libdevice division; the launch contracts no FMAs)."""
+    """The report of one case; ``exact``: the interpreter (compiled, the draws use the GPU's
+    approximate sine, cosine and log; the launch contracts no FMAs, not yet rerun on a GPU)."""
     if name == "profile-stages":
         assert all(v for k, v in r.items() if exact or not k.endswith("cols=0")), r
         return
